@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Declarations of the C functions erofs_rs calls that 6.12's `bindings` crate lacks.
+//!
+//! Two groups: the one-line wrappers of `rust/shim.c` (static inline functions and macros of
+//! fscache.h, netfs.h, pagemap.h, ...), and exported kernel functions whose headers are not part of
+//! 6.12's `bindings_helper.h`. Only `fscache.rs`, `folio.rs` and the VFS glue call these; everything
+//! else uses their safe wrappers.
+
+use kernel::ffi::{c_char, c_int, c_uint, c_void};
+use kernel::bindings;
+
+/// `struct netfs_cache_resources` (include/linux/netfs.h), which 6.12's bindings do not contain.
+///
+/// `rust/shim.c` checks size and offsets against the C definition with `static_assert`s.
+#[repr(C)]
+pub(crate) struct CacheResources {
+    pub(crate) ops: *const c_void,
+    pub(crate) cache_priv: *mut c_void,
+    pub(crate) cache_priv2: *mut c_void,
+    pub(crate) debug_id: c_uint,
+    pub(crate) inval_counter: c_uint,
+}
+
+/// `netfs_io_terminated_t` in 6.12: (priv, bytes transferred or negative errno, was_async).
+pub(crate) type TermFn = unsafe extern "C" fn(*mut c_void, isize, bool);
+
+/// `NETFS_READ_FROM_CACHE` of `enum netfs_io_source` (a one-byte enum).
+pub(crate) const NETFS_READ_FROM_CACHE: u8 = 3;
+
+/// Opaque `struct fscache_volume`.
+#[repr(C)]
+pub(crate) struct FscacheVolume {
+    _p: [u8; 0],
+}
+
+/// Opaque `struct fscache_cookie`.
+#[repr(C)]
+pub(crate) struct FscacheCookie {
+    _p: [u8; 0],
+}
+
+// The bindings types reached through these pointers contain empty structs (for example
+// `mod_arch_specific`), which trips `improper_ctypes` although only pointers cross the boundary;
+// 6.12's `bindings` crate allows the lint for the same reason.
+#[allow(improper_ctypes)]
+extern "C" {
+    // rust/shim.c
+    pub(crate) fn erofs_rs_acquire_volume(name: *const c_char) -> *mut FscacheVolume;
+    pub(crate) fn erofs_rs_relinquish_volume(volume: *mut FscacheVolume);
+    pub(crate) fn erofs_rs_acquire_cookie(
+        volume: *mut FscacheVolume,
+        key: *const c_void,
+        key_len: usize,
+    ) -> *mut FscacheCookie;
+    pub(crate) fn erofs_rs_relinquish_cookie(cookie: *mut FscacheCookie);
+    pub(crate) fn erofs_rs_begin_read(cres: *mut CacheResources, cookie: *mut FscacheCookie)
+        -> c_int;
+    pub(crate) fn erofs_rs_prepare_ondemand_read(
+        cres: *mut CacheResources,
+        pos: i64,
+        len: *mut usize,
+    ) -> u8;
+    pub(crate) fn erofs_rs_cache_read(
+        cres: *mut CacheResources,
+        pos: i64,
+        iter: *mut bindings::iov_iter,
+        term_fn: TermFn,
+        priv_: *mut c_void,
+    ) -> c_int;
+    pub(crate) fn erofs_rs_end_operation(cres: *mut CacheResources);
+    pub(crate) fn erofs_rs_iov_iter_count(iter: *const bindings::iov_iter) -> usize;
+    pub(crate) fn erofs_rs_iov_iter_truncate(iter: *mut bindings::iov_iter, count: usize);
+    pub(crate) fn erofs_rs_iov_iter_reexpand(iter: *mut bindings::iov_iter, count: usize);
+    pub(crate) fn erofs_rs_init_completion(done: *mut bindings::completion);
+
+    pub(crate) fn erofs_rs_folio_pos(folio: *mut bindings::folio) -> i64;
+    pub(crate) fn erofs_rs_folio_size(folio: *mut bindings::folio) -> usize;
+    pub(crate) fn erofs_rs_folio_mapping(folio: *mut bindings::folio)
+        -> *mut bindings::address_space;
+    pub(crate) fn erofs_rs_folio_mark_uptodate(folio: *mut bindings::folio);
+    pub(crate) fn erofs_rs_folio_put(folio: *mut bindings::folio);
+    pub(crate) fn erofs_rs_kmap_local_folio(folio: *mut bindings::folio, offset: usize)
+        -> *mut c_void;
+    pub(crate) fn erofs_rs_kunmap_local(addr: *const c_void);
+    pub(crate) fn erofs_rs_read_mapping_folio(
+        mapping: *mut bindings::address_space,
+        index: usize,
+    ) -> *mut bindings::folio;
+    pub(crate) fn erofs_rs_iter_mapping(
+        iter: *mut bindings::iov_iter,
+        mapping: *mut bindings::address_space,
+        start: i64,
+        count: usize,
+    );
+    pub(crate) fn erofs_rs_mapping_set_gfp_kernel(mapping: *mut bindings::address_space);
+
+    pub(crate) fn erofs_rs_inode_set_owner(inode: *mut bindings::inode, uid: u32, gid: u32);
+    pub(crate) fn erofs_rs_inode_set_fop(
+        inode: *mut bindings::inode,
+        fop: *const bindings::file_operations,
+    );
+    pub(crate) fn erofs_rs_dentry_name(dentry: *const bindings::dentry, len: *mut u32)
+        -> *const u8;
+    pub(crate) fn erofs_rs_dir_emit(
+        ctx: *mut bindings::dir_context,
+        name: *const c_char,
+        len: c_int,
+        ino: u64,
+        dtype: c_uint,
+    ) -> bool;
+    pub(crate) fn erofs_rs_seq_puts(m: *mut bindings::seq_file, s: *const c_char);
+    pub(crate) fn erofs_rs_ratelimit() -> bool;
+    pub(crate) fn erofs_rs_statfs_fill(
+        buf: *mut bindings::kstatfs,
+        ftype: u64,
+        bsize: u64,
+        blocks: u64,
+        inos: u64,
+        namelen: u64,
+        uuid: *const u8,
+    );
+
+    // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h).
+    pub(crate) fn folio_unlock(folio: *mut bindings::folio);
+}
+
+/// Returns the errno encoded in `ptr` if it is an `ERR_PTR`, as `IS_ERR()` does.
+pub(crate) fn ptr_err<T>(ptr: *const T) -> Option<c_int> {
+    let v = ptr as isize;
+    if (-(bindings::MAX_ERRNO as isize)..0).contains(&v) {
+        // The range check above makes the value fit in a c_int.
+        Some(v as c_int)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers of fscache volumes, cookies and on-demand read operations.
+//!
+//! This is erofs_rs's replacement for `erofs_fscache_read_io_async()` of fs/erofs/fscache.c: a
+//! blob range is read into the page cache by `prepare_ondemand_read` (which, on a cache miss, sends
+//! a READ request to the user daemon through `/dev/cachefiles` and waits for it) followed by
+//! `fscache_read` (direct I/O on the cache file). Unlike the C code, every read operation here is
+//! waited for and ended in one place, so its completion runs exactly once whatever the cache does.
+
+use crate::ffi;
+use kernel::ffi::c_void;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use crate::{eopnotsupp};
+use kernel::bindings;
+use kernel::error::{code::*, Error, Result};
+use kernel::str::CStr;
+use kernel::types::Opaque;
+
+/// An fscache volume (`erofs,<domain_id|fsid>`), relinquished on drop.
+///
+/// # Invariants
+///
+/// `self.0` is a volume returned by `fscache_acquire_volume()` that has not been relinquished.
+pub(crate) struct Volume(NonNull<ffi::FscacheVolume>);
+
+// SAFETY: fscache volumes are reference-counted kernel objects usable from any thread.
+unsafe impl Send for Volume {}
+// SAFETY: all operations on a volume go through fscache, which does its own locking.
+unsafe impl Sync for Volume {}
+
+impl Volume {
+    /// Acquires the volume `name`. Fails with `EBUSY` if it is in use (same fsid mounted twice),
+    /// or `eopnotsupp()` when no cache is bound (no cachefiles daemon).
+    pub(crate) fn acquire(name: &CStr) -> Result<Self> {
+        // SAFETY: `name` is a valid NUL-terminated string for the duration of the call;
+        // fscache copies it.
+        let v = unsafe { ffi::erofs_rs_acquire_volume(name.as_char_ptr()) };
+        if let Some(err) = ffi::ptr_err(v) {
+            return Err(Error::from_errno(err));
+        }
+        // INVARIANT: non-NULL and not an error pointer: an acquired volume.
+        NonNull::new(v).map(Self).ok_or(eopnotsupp())
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the volume is acquired; it is relinquished once, here.
+        unsafe { ffi::erofs_rs_relinquish_volume(self.0.as_ptr()) };
+    }
+}
+
+/// An fscache cookie for one blob, in use for as long as it lives.
+///
+/// # Invariants
+///
+/// `self.0` was returned by `fscache_acquire_cookie()` and `fscache_use_cookie()` was called on it;
+/// it is unused and relinquished only on drop. The volume it belongs to outlives it (owners drop
+/// cookies before their volume).
+pub(crate) struct Cookie(NonNull<ffi::FscacheCookie>);
+
+// SAFETY: fscache cookies are reference-counted kernel objects usable from any thread.
+unsafe impl Send for Cookie {}
+// SAFETY: reads on a cookie from several threads are what fscache is built for.
+unsafe impl Sync for Cookie {}
+
+impl Cookie {
+    /// Acquires and uses the cookie `key` (a blob name: fsid, device tag or `device=` value).
+    pub(crate) fn acquire(volume: &Volume, key: &[u8]) -> Result<Self> {
+        // SAFETY: the volume is acquired (type invariant) and `key` is valid for `key.len()`
+        // bytes during the call; fscache copies it.
+        let c = unsafe {
+            ffi::erofs_rs_acquire_cookie(volume.0.as_ptr(), key.as_ptr().cast(), key.len())
+        };
+        // INVARIANT: a non-NULL return is an acquired cookie, and the shim used it.
+        NonNull::new(c).map(Self).ok_or(EINVAL)
+    }
+
+    /// Reads `len` bytes at blob offset `pos` into the page cache of `mapping`, at file offset
+    /// `start`, and waits for the read to finish.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock of every folio of `mapping` covering `[start, start + len)`, so
+    /// nobody else writes or frees them during the read.
+    pub(crate) unsafe fn read_into_mapping(
+        &self,
+        pos: u64,
+        mapping: *mut bindings::address_space,
+        start: u64,
+        len: usize,
+    ) -> Result {
+        let start = i64::try_from(start).map_err(|_| EIO)?;
+        let mut pos = i64::try_from(pos).map_err(|_| EIO)?;
+        let op = ReadOp::new();
+        let iter = Opaque::<bindings::iov_iter>::uninit();
+        // SAFETY: `iter` is writable storage; the shim initialises it over the page cache range,
+        // whose folios the caller keeps locked.
+        unsafe { ffi::erofs_rs_iter_mapping(iter.get(), mapping, start, len) };
+
+        let mut cres = ffi::CacheResources {
+            ops: core::ptr::null(),
+            cache_priv: core::ptr::null_mut(),
+            cache_priv2: core::ptr::null_mut(),
+            debug_id: 0,
+            inval_counter: 0,
+        };
+        // SAFETY: `cres` is zeroed storage for a `netfs_cache_resources` and the cookie is in use.
+        let ret = unsafe { ffi::erofs_rs_begin_read(&mut cres, self.0.as_ptr()) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        // From here `cres` holds a cache operation that must be ended, after all reads on it
+        // have completed: `op.finish()` waits for them.
+        let mut result = Ok(());
+        loop {
+            // SAFETY: `iter` was initialised above.
+            let orig = unsafe { ffi::erofs_rs_iov_iter_count(iter.get()) };
+            if orig == 0 {
+                break;
+            }
+            let mut n = orig;
+            // SAFETY: `cres` was set up by a successful begin_read. On a hole this sleeps
+            // (killably) until the daemon has answered.
+            let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(&mut cres, pos, &mut n) };
+            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 || n > orig {
+                crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
+                result = Err(EIO);
+                break;
+            }
+            // SAFETY: `iter` is initialised and `n <= orig`.
+            unsafe { ffi::erofs_rs_iov_iter_truncate(iter.get(), n) };
+            op.pending.fetch_add(1, Ordering::AcqRel);
+            // SAFETY: `cres` is live, `iter` describes locked page-cache folios, and `op` outlives
+            // the read because `op.finish()` below waits for every `end_io` call. cachefiles calls
+            // `end_io` exactly once per call, also when it fails before submitting.
+            let ret = unsafe {
+                ffi::erofs_rs_cache_read(
+                    &mut cres,
+                    pos,
+                    iter.get(),
+                    ReadOp::end_io,
+                    (&op as *const ReadOp).cast_mut().cast(),
+                )
+            };
+            if ret != 0 && ret != -(bindings::EIOCBQUEUED as i32) {
+                crate::erofs_err!("blob read at {} failed: {}", pos, ret);
+                result = Err(Error::from_errno(ret));
+                break;
+            }
+            // SAFETY: `iter` is initialised.
+            if unsafe { ffi::erofs_rs_iov_iter_count(iter.get()) } != 0 {
+                // fscache_read() consumes the whole (truncated) iterator or fails.
+                result = Err(EIO);
+                break;
+            }
+            // SAFETY: `iter` is initialised; `orig - n` bytes remain of the original range.
+            unsafe { ffi::erofs_rs_iov_iter_reexpand(iter.get(), orig - n) };
+            // `n <= orig <= len`, and `len` fits the page cache range handed in.
+            match i64::try_from(n).ok().and_then(|n| pos.checked_add(n)) {
+                Some(p) => pos = p,
+                None => {
+                    result = Err(EIO);
+                    break;
+                }
+            }
+        }
+        let io_result = op.finish();
+        // SAFETY: no read on `cres` is in flight any more (`finish` waited for all of them).
+        unsafe { ffi::erofs_rs_end_operation(&mut cres) };
+        result.and(io_result)
+    }
+}
+
+impl Drop for Cookie {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the cookie is acquired and used; undone once, here.
+        unsafe { ffi::erofs_rs_relinquish_cookie(self.0.as_ptr()) };
+    }
+}
+
+/// The completion state of the reads issued for one `read_into_mapping()` call.
+struct ReadOp {
+    done: Opaque<bindings::completion>,
+    /// Reads not yet ended, plus one held by the submitter until `finish()`.
+    pending: AtomicUsize,
+    /// First error reported by an `end_io`, as a negative errno, or 0.
+    error: AtomicI32,
+}
+
+impl ReadOp {
+    fn new() -> Self {
+        let op = Self {
+            done: Opaque::uninit(),
+            pending: AtomicUsize::new(1),
+            error: AtomicI32::new(0),
+        };
+        // SAFETY: `done` is storage for a completion. Completions hold no self-references, so
+        // moving `op` before any waiter exists is fine; it does not move after `finish()` starts.
+        unsafe { ffi::erofs_rs_init_completion(op.done.get()) };
+        op
+    }
+
+    /// `netfs_io_terminated_t`: called once per `fscache_read()`, possibly from another context.
+    unsafe extern "C" fn end_io(priv_: *mut c_void, transferred_or_error: isize, _was_async: bool) {
+        // SAFETY: `priv_` is the `ReadOp` passed to `fscache_read()`, kept alive by `finish()`
+        // until this call has dropped its count.
+        let op = unsafe { &*priv_.cast::<ReadOp>() };
+        if transferred_or_error < 0 {
+            // The value is a negative errno, so it fits in an i32.
+            let _ = op.error.compare_exchange(
+                0,
+                transferred_or_error as i32,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        if op.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: the completion was initialised in `new()`; after this store the waiter may
+            // free `op`, and `complete()` is the last access.
+            unsafe { bindings::complete(op.done.get()) };
+        }
+    }
+
+    /// Drops the submitter's count, waits for every read to end, returns their result.
+    fn finish(&self) -> Result {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+            // SAFETY: initialised in `new()`; the last `end_io` completes it. Not killable:
+            // in-flight direct I/O writes into the page cache and must end before we return.
+            unsafe { bindings::wait_for_completion(self.done.get()) };
+        }
+        match self.error.load(Ordering::Acquire) {
+            0 => Ok(()),
+            e => Err(Error::from_errno(e)),
+        }
+    }
+}

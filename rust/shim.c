@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The C side of erofs_rs: only what Rust cannot call in 6.12.
+ *
+ * Everything here is a one-line wrapper around a static inline function or macro of fscache.h,
+ * netfs.h, pagemap.h, highmem.h, fs.h or ratelimit.h, which bindgen cannot turn into a callable
+ * symbol. Policy (what to read, how to react to a result) stays in Rust: see rust/fscache.rs and
+ * rust/folio.rs for the safe wrappers that are the only users of these functions.
+ */
+#include <linux/completion.h>
+#include <linux/fs.h>
+#include <linux/fscache.h>
+#include <linux/highmem.h>
+#include <linux/netfs.h>
+#include <linux/pagemap.h>
+#include <linux/ratelimit.h>
+#include <linux/seq_file.h>
+#include <linux/statfs.h>
+#include <linux/uio.h>
+
+#include "shim.h"
+
+/* rust/ffi.rs mirrors struct netfs_cache_resources as `CacheResources`: keep them identical. */
+static_assert(sizeof(struct netfs_cache_resources) == 32);
+static_assert(offsetof(struct netfs_cache_resources, ops) == 0);
+static_assert(offsetof(struct netfs_cache_resources, cache_priv) == 8);
+static_assert(offsetof(struct netfs_cache_resources, cache_priv2) == 16);
+static_assert(offsetof(struct netfs_cache_resources, debug_id) == 24);
+static_assert(offsetof(struct netfs_cache_resources, inval_counter) == 28);
+static_assert(sizeof(enum netfs_io_source) == 1);
+
+/* --- fscache volumes and cookies (fs/netfs/fscache_{volume,cookie}.c) */
+
+struct fscache_volume *erofs_rs_acquire_volume(const char *name)
+{
+	return fscache_acquire_volume(name, NULL, NULL, 0);
+}
+
+void erofs_rs_relinquish_volume(struct fscache_volume *volume)
+{
+	fscache_relinquish_volume(volume, NULL, false);
+}
+
+/* Acquired as in-tree erofs does: cachefiles refuses OPEN without WANT_CACHE_SIZE. */
+struct fscache_cookie *erofs_rs_acquire_cookie(struct fscache_volume *volume,
+					       const void *key, size_t key_len)
+{
+	struct fscache_cookie *cookie;
+
+	cookie = fscache_acquire_cookie(volume, FSCACHE_ADV_WANT_CACHE_SIZE,
+					key, key_len, NULL, 0, 0);
+	if (cookie)
+		fscache_use_cookie(cookie, false);
+	return cookie;
+}
+
+void erofs_rs_relinquish_cookie(struct fscache_cookie *cookie)
+{
+	fscache_unuse_cookie(cookie, NULL, NULL);
+	fscache_relinquish_cookie(cookie, false);
+}
+
+/* --- one read operation on a cookie (the loop around these is rust/fscache.rs) */
+
+int erofs_rs_begin_read(struct netfs_cache_resources *cres,
+			struct fscache_cookie *cookie)
+{
+	return fscache_begin_read_operation(cres, cookie);
+}
+
+/* Returns the enum netfs_io_source; on a hole cachefiles asks the daemon first. */
+u8 erofs_rs_prepare_ondemand_read(struct netfs_cache_resources *cres,
+				  loff_t pos, size_t *len)
+{
+	unsigned long flags = 1 << NETFS_SREQ_ONDEMAND;
+
+	if (!cres->ops || !cres->ops->prepare_ondemand_read)
+		return NETFS_INVALID_READ;
+	return cres->ops->prepare_ondemand_read(cres, pos, len, LLONG_MAX,
+						&flags, 0);
+}
+
+int erofs_rs_cache_read(struct netfs_cache_resources *cres, loff_t pos,
+			struct iov_iter *iter, netfs_io_terminated_t term_fn,
+			void *priv)
+{
+	return fscache_read(cres, pos, iter, NETFS_READ_HOLE_FAIL, term_fn, priv);
+}
+
+void erofs_rs_end_operation(struct netfs_cache_resources *cres)
+{
+	fscache_end_operation(cres);
+}
+
+size_t erofs_rs_iov_iter_count(const struct iov_iter *iter)
+{
+	return iov_iter_count(iter);
+}
+
+void erofs_rs_iov_iter_truncate(struct iov_iter *iter, size_t count)
+{
+	iov_iter_truncate(iter, count);
+}
+
+void erofs_rs_iov_iter_reexpand(struct iov_iter *iter, size_t count)
+{
+	iov_iter_reexpand(iter, count);
+}
+
+void erofs_rs_init_completion(struct completion *done)
+{
+	init_completion(done);
+}
+
+/* --- folios and the page cache */
+
+loff_t erofs_rs_folio_pos(struct folio *folio)
+{
+	return folio_pos(folio);
+}
+
+size_t erofs_rs_folio_size(struct folio *folio)
+{
+	return folio_size(folio);
+}
+
+struct address_space *erofs_rs_folio_mapping(struct folio *folio)
+{
+	return folio->mapping;
+}
+
+void erofs_rs_folio_mark_uptodate(struct folio *folio)
+{
+	folio_mark_uptodate(folio);
+}
+
+void erofs_rs_folio_put(struct folio *folio)
+{
+	folio_put(folio);
+}
+
+/* Maps the page of @folio that holds byte @offset; unmap with erofs_rs_kunmap_local(). */
+void *erofs_rs_kmap_local_folio(struct folio *folio, size_t offset)
+{
+	return kmap_local_folio(folio, offset);
+}
+
+void erofs_rs_kunmap_local(const void *addr)
+{
+	kunmap_local(addr);
+}
+
+/* An up-to-date, unlocked folio with a reference, or an ERR_PTR. */
+struct folio *erofs_rs_read_mapping_folio(struct address_space *mapping,
+					  pgoff_t index)
+{
+	return read_mapping_folio(mapping, index, NULL);
+}
+
+void erofs_rs_iter_mapping(struct iov_iter *iter, struct address_space *mapping,
+			   loff_t start, size_t count)
+{
+	iov_iter_xarray(iter, ITER_DEST, &mapping->i_pages, start, count);
+}
+
+void erofs_rs_mapping_set_gfp_kernel(struct address_space *mapping)
+{
+	mapping_set_gfp_mask(mapping, GFP_KERNEL);
+}
+
+/* --- inodes, dentries, directories */
+
+void erofs_rs_inode_set_owner(struct inode *inode, u32 uid, u32 gid)
+{
+	i_uid_write(inode, uid);
+	i_gid_write(inode, gid);
+}
+
+void erofs_rs_inode_set_fop(struct inode *inode, const struct file_operations *fop)
+{
+	inode->i_fop = fop;
+}
+
+const unsigned char *erofs_rs_dentry_name(const struct dentry *dentry, u32 *len)
+{
+	*len = dentry->d_name.len;
+	return dentry->d_name.name;
+}
+
+bool erofs_rs_dir_emit(struct dir_context *ctx, const char *name, int len,
+		       u64 ino, unsigned int type)
+{
+	return dir_emit(ctx, name, len, ino, type);
+}
+
+void erofs_rs_seq_puts(struct seq_file *m, const char *s)
+{
+	seq_puts(m, s);
+}
+
+/* --- logging: one shared rate limit for all errors caused by images or daemons */
+
+static DEFINE_RATELIMIT_STATE(erofs_rs_rs, 5 * HZ, 10);
+
+bool erofs_rs_ratelimit(void)
+{
+	return __ratelimit(&erofs_rs_rs);
+}
+
+/* struct kstatfs is opaque to 6.12's bindings: fill it as erofs_statfs() does. */
+void erofs_rs_statfs_fill(struct kstatfs *buf, u64 type, u64 bsize, u64 blocks,
+			  u64 inos, u64 namelen, const u8 *uuid)
+{
+	buf->f_type = type;
+	buf->f_bsize = bsize;
+	buf->f_blocks = blocks;
+	buf->f_bfree = buf->f_bavail = 0;
+	buf->f_files = ULLONG_MAX;
+	buf->f_ffree = ULLONG_MAX - inos;
+	buf->f_namelen = namelen;
+	if (!uuid_is_null((const uuid_t *)uuid))
+		buf->f_fsid = uuid_to_fsid((u8 *)uuid);
+	else
+		buf->f_fsid = u64_to_fsid(0);
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Prototypes of rust/shim.c. The Rust side declares the same functions in rust/ffi.rs.
+ */
+#ifndef EROFS_RS_SHIM_H
+#define EROFS_RS_SHIM_H
+
+#include <linux/types.h>
+#include <linux/netfs.h>
+
+struct address_space;
+struct completion;
+struct dentry;
+struct dir_context;
+struct file_operations;
+struct folio;
+struct fscache_cookie;
+struct fscache_volume;
+struct inode;
+struct iov_iter;
+struct kstatfs;
+struct netfs_cache_resources;
+struct seq_file;
+
+struct fscache_volume *erofs_rs_acquire_volume(const char *name);
+void erofs_rs_relinquish_volume(struct fscache_volume *volume);
+struct fscache_cookie *erofs_rs_acquire_cookie(struct fscache_volume *volume, const void *key, size_t key_len);
+void erofs_rs_relinquish_cookie(struct fscache_cookie *cookie);
+int erofs_rs_begin_read(struct netfs_cache_resources *cres, struct fscache_cookie *cookie);
+u8 erofs_rs_prepare_ondemand_read(struct netfs_cache_resources *cres, loff_t pos, size_t *len);
+int erofs_rs_cache_read(struct netfs_cache_resources *cres, loff_t pos, struct iov_iter *iter, netfs_io_terminated_t term_fn, void *priv);
+void erofs_rs_end_operation(struct netfs_cache_resources *cres);
+size_t erofs_rs_iov_iter_count(const struct iov_iter *iter);
+void erofs_rs_iov_iter_truncate(struct iov_iter *iter, size_t count);
+void erofs_rs_iov_iter_reexpand(struct iov_iter *iter, size_t count);
+void erofs_rs_init_completion(struct completion *done);
+loff_t erofs_rs_folio_pos(struct folio *folio);
+size_t erofs_rs_folio_size(struct folio *folio);
+struct address_space *erofs_rs_folio_mapping(struct folio *folio);
+void erofs_rs_folio_mark_uptodate(struct folio *folio);
+void erofs_rs_folio_put(struct folio *folio);
+void *erofs_rs_kmap_local_folio(struct folio *folio, size_t offset);
+void erofs_rs_kunmap_local(const void *addr);
+struct folio *erofs_rs_read_mapping_folio(struct address_space *mapping, pgoff_t index);
+void erofs_rs_iter_mapping(struct iov_iter *iter, struct address_space *mapping, loff_t start, size_t count);
+void erofs_rs_mapping_set_gfp_kernel(struct address_space *mapping);
+void erofs_rs_inode_set_owner(struct inode *inode, u32 uid, u32 gid);
+void erofs_rs_inode_set_fop(struct inode *inode, const struct file_operations *fop);
+const unsigned char *erofs_rs_dentry_name(const struct dentry *dentry, u32 *len);
+bool erofs_rs_dir_emit(struct dir_context *ctx, const char *name, int len, u64 ino, unsigned int type);
+void erofs_rs_seq_puts(struct seq_file *m, const char *s);
+bool erofs_rs_ratelimit(void);
+void erofs_rs_statfs_fill(struct kstatfs *buf, u64 type, u64 bsize, u64 blocks, u64 inos, u64 namelen, const u8 *uuid);
+
+#endif /* EROFS_RS_SHIM_H */

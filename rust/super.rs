@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The super block: mount (`fill_super`), umount, statfs and `/proc/mounts` options.
+//!
+//! Mount follows in-tree erofs in fscache mode (fs/erofs/super.c, fscache.c): acquire the volume
+//! `erofs,<domain_id|fsid>`, the cookie of the primary blob (`fsid`), read the superblock through
+//! the blob's page cache (a miss becomes an on-demand READ), then one cookie per extra device.
+
+use crate::fscache::{Cookie, Volume};
+use crate::options::{self, Options};
+use crate::{data, erofs_err, ffi, format, inode, Ops};
+use kernel::ffi::{c_int, c_void};
+use core::ptr::NonNull;
+use kernel::alloc::{flags::GFP_KERNEL, KBox, KVec};
+use crate::{efscorrupted, eopnotsupp};
+use kernel::bindings;
+use kernel::error::{code::*, Error, Result};
+
+/// `SB_RDONLY` and `SB_NOATIME` of include/linux/fs.h (`BIT()` macros bindgen does not expand).
+const SB_RDONLY: usize = 1 << 0;
+const SB_NOATIME: usize = 1 << 10;
+/// `MAX_LFS_FILESIZE` on 64-bit.
+const MAX_LFS_FILESIZE: i64 = i64::MAX;
+/// `EROFS_NAME_LEN`.
+pub(crate) const EROFS_NAME_LEN: u64 = 255;
+
+/// The page cache of one blob's metadata: an anonymous inode whose `read_folio` reads the blob
+/// through its cookie (like `erofs_fscache_meta_read_folio`). Released (iput) on drop.
+///
+/// # Invariants
+///
+/// `inode` was returned by `new_inode()` and we hold its only reference; its `i_private` points
+/// to `cookie`, which lives in a box that outlives the inode.
+pub(crate) struct BlobCache {
+    inode: NonNull<bindings::inode>,
+    cookie: KBox<Cookie>,
+}
+
+impl BlobCache {
+    fn new(sb: *mut bindings::super_block, cookie: Cookie, blkszbits: u8) -> Result<Self> {
+        let cookie = KBox::new(cookie, GFP_KERNEL)?;
+        // SAFETY: `sb` is the super block being set up by `fill_super`.
+        let inode = NonNull::new(unsafe { bindings::new_inode(sb) }).ok_or(ENOMEM)?;
+        let i = inode.as_ptr();
+        // SAFETY: `i` is a new inode that nobody else uses yet; the cookie box outlives it
+        // because `BlobCache` drops the inode first (see `Drop`).
+        unsafe {
+            (*i).i_size = i64::MAX; // OFFSET_MAX: the blob's size is the cache's business
+            (*i).i_blkbits = blkszbits;
+            (*i).i_private = (&*cookie as *const Cookie).cast_mut().cast();
+            (*(*i).i_mapping).a_ops = &data::META_AOPS.0;
+            ffi::erofs_rs_mapping_set_gfp_kernel((*i).i_mapping);
+        }
+        // INVARIANT: see the comments above.
+        Ok(Self { inode, cookie })
+    }
+
+    /// The page cache of the blob.
+    pub(crate) fn mapping(&self) -> *mut bindings::address_space {
+        // SAFETY: the inode is valid while we hold our reference (type invariant).
+        unsafe { (*self.inode.as_ptr()).i_mapping }
+    }
+
+    /// The blob's cookie.
+    pub(crate) fn cookie(&self) -> &Cookie {
+        &self.cookie
+    }
+}
+
+impl Drop for BlobCache {
+    fn drop(&mut self) {
+        // SAFETY: we hold the only reference (type invariant). `i_private` is cleared first so
+        // that `evict_inode` does not take it for an `InodeInfo`. Eviction drops the page cache,
+        // so no read on the cookie is in flight when the cookie box is freed after this.
+        unsafe {
+            (*self.inode.as_ptr()).i_private = core::ptr::null_mut();
+            bindings::iput(self.inode.as_ptr());
+        }
+    }
+}
+
+/// The metadata blob as a `format::Source`: reads go through its page cache.
+pub(crate) struct MetaSource<'a>(pub(crate) &'a BlobCache);
+
+impl format::Source for MetaSource<'_> {
+    fn read_exact(&self, pos: u64, buf: &mut [u8]) -> format::Result<()> {
+        // SAFETY: the mapping belongs to the inode `self.0` holds a reference to.
+        unsafe { crate::folio::read_mapping_bytes(self.0.mapping(), pos, buf) }
+            .map_err(|_| format::Error::Io)
+    }
+}
+
+/// Per-mount state, in `sb->s_fs_info`.
+///
+/// Fields drop in order: the page cache of the metadata blob before any cookie, cookies before
+/// the volume.
+pub(crate) struct SbInfo {
+    /// Page cache and cookie of the primary blob; `None` once released by `kill_sb`.
+    pub(crate) meta: Option<BlobCache>,
+    /// Cookies of the extra devices (device ids 1..), in device-table order.
+    pub(crate) devices: KVec<Cookie>,
+    /// The validated on-disk superblock.
+    pub(crate) fs: format::SuperBlock,
+    /// Total blocks of all devices, for statfs.
+    pub(crate) total_blocks: u64,
+    /// The options the filesystem was mounted with.
+    pub(crate) opts: Options,
+    /// The fscache volume: only held, relinquished on drop after every cookie.
+    _volume: Volume,
+}
+
+impl SbInfo {
+    /// The `SbInfo` of a mounted erofs_rs super block.
+    ///
+    /// # Safety
+    ///
+    /// `sb` is an erofs_rs super block whose `fill_super` succeeded and that is not yet killed.
+    pub(crate) unsafe fn from_sb<'a>(sb: *mut bindings::super_block) -> &'a SbInfo {
+        // SAFETY: `s_fs_info` is set to a live `SbInfo` by `fill_super` (caller's guarantee).
+        unsafe { &*(*sb).s_fs_info.cast::<SbInfo>() }
+    }
+
+    /// The metadata blob (primary device).
+    pub(crate) fn meta(&self) -> Result<&BlobCache> {
+        self.meta.as_ref().ok_or(EIO)
+    }
+
+    /// The cookie of device `id` (0 = primary blob).
+    pub(crate) fn cookie(&self, id: u16) -> Result<&Cookie> {
+        match id {
+            0 => Ok(self.meta()?.cookie()),
+            n => self.devices.get(usize::from(n) - 1).ok_or(efscorrupted()),
+        }
+    }
+}
+
+/// Maps a format error to an errno, as the C code does.
+pub(crate) fn format_errno(e: format::Error) -> Error {
+    match e {
+        format::Error::Corrupted => efscorrupted(),
+        format::Error::Unsupported => eopnotsupp(),
+        format::Error::UnknownIncompat(_) | format::Error::BadMagic(_) => EINVAL,
+        format::Error::Io => EIO,
+    }
+}
+
+fn volume_name(opts: &Options) -> Result<KVec<u8>> {
+    let id = opts.domain_id.as_ref().unwrap_or(&opts.fsid).as_bytes();
+    let mut name = KVec::with_capacity(id.len() + 7, GFP_KERNEL)?;
+    name.extend_from_slice(b"erofs,", GFP_KERNEL)?;
+    name.extend_from_slice(id, GFP_KERNEL)?;
+    name.push(0, GFP_KERNEL)?;
+    Ok(name)
+}
+
+fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> {
+    let mut raw = [0u8; 128];
+    MetaSource(meta)
+        .read_exact_kernel(format::EROFS_SUPER_OFFSET as u64, &mut raw)
+        .inspect_err(|e| {
+            erofs_err!("{}: cannot read the superblock: {:?}", BStr(fsid), e);
+        })?;
+    format::SuperBlock::parse(&raw).map_err(|e| {
+        match e {
+            format::Error::BadMagic(m) => {
+                erofs_err!("{}: cannot find valid erofs superblock (magic {:#x})", BStr(fsid), m)
+            }
+            format::Error::UnknownIncompat(bits) => erofs_err!(
+                "{}: unidentified incompatible feature {:#x}, please upgrade kernel",
+                BStr(fsid),
+                bits
+            ),
+            format::Error::Unsupported => {
+                erofs_err!("{}: unsupported superblock (block size or layout)", BStr(fsid))
+            }
+            _ => erofs_err!("{}: corrupted superblock", BStr(fsid)),
+        }
+        format_errno(e)
+    })
+}
+
+impl MetaSource<'_> {
+    fn read_exact_kernel(&self, pos: u64, buf: &mut [u8]) -> Result {
+        // SAFETY: the mapping belongs to the inode `self.0` holds a reference to.
+        unsafe { crate::folio::read_mapping_bytes(self.0.mapping(), pos, buf) }
+    }
+}
+
+/// Acquires the cookies of the extra devices: `device=` values in order, else device-table tags.
+fn acquire_devices(
+    volume: &Volume,
+    meta: &BlobCache,
+    fs: &format::SuperBlock,
+    opts: &Options,
+    fsid: &[u8],
+) -> Result<(KVec<Cookie>, u64)> {
+    let n = usize::from(fs.extra_devices);
+    if !opts.devices.is_empty() && opts.devices.len() != n {
+        erofs_err!(
+            "{}: {} device= options given, the image has {} extra devices",
+            BStr(fsid),
+            opts.devices.len(),
+            n
+        );
+        return Err(EINVAL);
+    }
+    let mut cookies = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut total = fs.blocks;
+    for i in 0..fs.extra_devices {
+        let pos = fs.device_slot_pos(i).map_err(format_errno)?;
+        let mut raw = [0u8; 128];
+        MetaSource(meta).read_exact_kernel(pos, &mut raw)?;
+        let slot = format::DeviceSlot::parse(&raw).map_err(format_errno)?;
+        total = total.checked_add(u64::from(slot.blocks)).ok_or(efscorrupted())?;
+        let key: &[u8] = match opts.devices.get(usize::from(i)) {
+            Some(v) => v.as_bytes(),
+            None => {
+                let len = slot.tag.iter().position(|&c| c == 0).unwrap_or(slot.tag.len());
+                &slot.tag[..len]
+            }
+        };
+        if key.is_empty() {
+            erofs_err!("{}: device {} has no tag and no device= option", BStr(fsid), u32::from(i) + 1);
+            return Err(efscorrupted());
+        }
+        let cookie = Cookie::acquire(volume, key).inspect_err(|_| {
+            erofs_err!("{}: failed to get cookie for device {}", BStr(fsid), BStr(key));
+        })?;
+        cookies.push(cookie, GFP_KERNEL)?;
+    }
+    Ok((cookies, total))
+}
+
+fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result {
+    let raw: &[u8] = if data.is_null() {
+        &[]
+    } else {
+        // SAFETY: legacy mount data is a NUL-terminated string of at most a page.
+        unsafe { kernel::str::CStr::from_char_ptr(data.cast()) }.as_bytes()
+    };
+    let opts = match options::parse(raw) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            kernel::pr_err!("fsid= is required: erofs_rs mounts blobs through fscache only\n");
+            return Err(EINVAL);
+        }
+        Err((e, opt)) => {
+            kernel::pr_err!("{}: '{}'\n", e.describe(), BStr(opt));
+            return Err(e.errno());
+        }
+    };
+    // SAFETY: `sb` is the new super block `mount_nodev` hands to `fill_super`; nobody else uses
+    // it yet.
+    unsafe {
+        (*sb).s_magic = bindings::EROFS_SUPER_MAGIC_V1 as usize;
+        (*sb).s_flags |= SB_RDONLY | SB_NOATIME;
+        (*sb).s_maxbytes = MAX_LFS_FILESIZE;
+        (*sb).s_op = &SUPER_OPS.0;
+        (*sb).s_time_gran = 1;
+        (*sb).s_blocksize = bindings::PAGE_SIZE as _;
+        (*sb).s_blocksize_bits = bindings::PAGE_SHIFT as _;
+    }
+
+    let fsid = opts.fsid.as_bytes();
+    let name = volume_name(&opts)?;
+    let volume_cstr = kernel::str::CStr::from_bytes_with_nul(&name).map_err(|_| EINVAL)?;
+    let volume = Volume::acquire(volume_cstr).inspect_err(|e| {
+        erofs_err!(
+            "failed to register volume for {}: {:?} (is a cachefiles daemon bound in ondemand mode?)",
+            BStr(&name[..name.len() - 1]),
+            e
+        );
+    })?;
+    let cookie = Cookie::acquire(&volume, fsid).inspect_err(|_| {
+        erofs_err!("failed to get cookie for {}", BStr(fsid));
+    })?;
+    let meta = BlobCache::new(sb, cookie, bindings::PAGE_SHIFT as u8)?;
+    let fs = read_superblock(&meta, fsid)?;
+    let (devices, total_blocks) = acquire_devices(&volume, &meta, &fs, &opts, fsid)?;
+
+    // SAFETY: as above, the super block is ours during `fill_super`.
+    unsafe {
+        (*sb).s_blocksize = 1 << fs.blkszbits;
+        (*sb).s_blocksize_bits = fs.blkszbits;
+        (*sb).s_uuid.b = fs.uuid;
+        (*sb).s_uuid_len = 16;
+    }
+    let root_nid = fs.root_nid;
+    drop(name);
+    let info = KBox::new(
+        SbInfo { meta: Some(meta), devices, fs, total_blocks, opts, _volume: volume },
+        GFP_KERNEL,
+    )?;
+    // SAFETY: ownership of the box moves to `s_fs_info`; `kill_sb` takes it back.
+    unsafe { (*sb).s_fs_info = KBox::into_raw(info).cast() };
+    // SAFETY: just stored; lives until `kill_sb`.
+    let fsid = unsafe { SbInfo::from_sb(sb) }.opts.fsid.as_bytes();
+
+    let root = inode::iget(sb, root_nid)?;
+    // SAFETY: `root` is a referenced inode of `sb`.
+    let mode = u32::from(unsafe { (*root.as_ptr()).i_mode });
+    if mode & bindings::S_IFMT != bindings::S_IFDIR {
+        erofs_err!("{}: root inode {} is not a directory", BStr(fsid), root_nid);
+        // SAFETY: we own the reference from `iget`.
+        unsafe { bindings::iput(root.as_ptr()) };
+        return Err(efscorrupted());
+    }
+    // SAFETY: `d_make_root` consumes the inode reference, also on failure.
+    let dentry = unsafe { bindings::d_make_root(root.as_ptr()) };
+    if dentry.is_null() {
+        return Err(ENOMEM);
+    }
+    // SAFETY: the super block is ours during `fill_super`.
+    unsafe { (*sb).s_root = dentry };
+    Ok(())
+}
+
+unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, data: *mut c_void, _silent: c_int)
+    -> c_int
+{
+    match fill_super_inner(sb, data) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `file_system_type.mount`: a filesystem without a block device, like in-tree erofs with `fsid=`.
+pub(crate) unsafe extern "C" fn mount(
+    fs_type: *mut bindings::file_system_type,
+    flags: c_int,
+    _dev_name: *const kernel::ffi::c_char,
+    data: *mut c_void,
+) -> *mut bindings::dentry {
+    // SAFETY: arguments as the VFS passes them to `mount`; `fill_super` has the right type.
+    unsafe { bindings::mount_nodev(fs_type, flags, data, Some(fill_super)) }
+}
+
+/// `file_system_type.kill_sb`.
+pub(crate) unsafe extern "C" fn kill_sb(sb: *mut bindings::super_block) {
+    // SAFETY: `sb` is one of ours, being destroyed.
+    let info = unsafe { (*sb).s_fs_info.cast::<SbInfo>() };
+    if !info.is_null() {
+        // Release the blob page cache (an internal inode) before the VFS shuts the super block
+        // down and checks for busy inodes. Nothing reads metadata any more: the mount is gone,
+        // or `fill_super` failed.
+        // SAFETY: `info` came from `KBox::into_raw` in `fill_super`.
+        unsafe { (*info).meta = None };
+    }
+    // SAFETY: a super block set up by `mount_nodev`.
+    unsafe { bindings::kill_anon_super(sb) };
+    if !info.is_null() {
+        // SAFETY: `info` came from `KBox::into_raw`; every inode is gone, nothing uses it any more.
+        drop(unsafe { KBox::from_raw(info) });
+        // SAFETY: as above.
+        unsafe { (*sb).s_fs_info = core::ptr::null_mut() };
+    }
+}
+
+unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::kstatfs) -> c_int {
+    // SAFETY: `dentry` belongs to a mounted erofs_rs super block.
+    let sb = unsafe { (*dentry).d_sb };
+    // SAFETY: as above.
+    let info = unsafe { SbInfo::from_sb(sb) };
+    // SAFETY: `buf` is the statfs buffer the VFS passes in; `uuid` is 16 bytes.
+    unsafe {
+        ffi::erofs_rs_statfs_fill(
+            buf,
+            (*sb).s_magic as u64,
+            (*sb).s_blocksize as u64,
+            info.total_blocks,
+            info.fs.inos,
+            EROFS_NAME_LEN,
+            info.fs.uuid.as_ptr(),
+        )
+    };
+    0
+}
+
+unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
+    // SAFETY: `root` is the root of a mounted erofs_rs super block.
+    let info = unsafe { SbInfo::from_sb((*root).d_sb) };
+    let put = |s: &[u8]| {
+        // SAFETY: `m` is the seq_file being shown; `s` is NUL-terminated.
+        unsafe { ffi::erofs_rs_seq_puts(m, s.as_ptr().cast()) }
+    };
+    put(b",fsid=\0");
+    put(info.opts.fsid.as_bytes_with_nul());
+    if let Some(d) = &info.opts.domain_id {
+        put(b",domain_id=\0");
+        put(d.as_bytes_with_nul());
+    }
+    0
+}
+
+pub(crate) static SUPER_OPS: Ops<bindings::super_operations> = Ops(bindings::super_operations {
+    statfs: Some(statfs),
+    show_options: Some(show_options),
+    evict_inode: Some(inode::evict_inode),
+    // SAFETY: all-zero is a valid `super_operations` (every hook unset).
+    ..unsafe { core::mem::zeroed() }
+});
+
+/// Displays bytes from an image or an option as text, escaping what is not printable ASCII.
+pub(crate) struct BStr<'a>(pub(crate) &'a [u8]);
+
+impl core::fmt::Display for BStr<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &c in self.0 {
+            if (0x20..0x7f).contains(&c) {
+                core::fmt::Write::write_char(f, char::from(c))?;
+            } else {
+                write!(f, "\\x{:02x}", c)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! User-space test harness for the kernel module's on-disk format layer.
+//!
+//! The format code is compiled here exactly as in the kernel module (`core` only).
+
+#![allow(dead_code)]
+
+#[path = "../../../rust/format/mod.rs"]
+mod format;
+
+#[cfg(test)]
+mod tests;
