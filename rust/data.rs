@@ -28,6 +28,11 @@ fn meta_read(folio: &mut LockedFolio) -> Result {
     Ok(())
 }
 
+/// `address_space_operations.read_folio` of blob page caches.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn meta_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
     // SAFETY: `read_folio` gets a locked folio and must unlock it: `LockedFolio` does, on drop.
     let Some(mut folio) = (unsafe { LockedFolio::from_raw(folio) }) else {
@@ -99,6 +104,11 @@ fn data_read(folio: &mut LockedFolio) -> Result {
 
 use format::Source as _;
 
+/// `address_space_operations.read_folio` of files, directories and symlinks.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn data_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
     // SAFETY: `read_folio` gets a locked folio and must unlock it: `LockedFolio` does, on drop.
     let Some(mut folio) = (unsafe { LockedFolio::from_raw(folio) }) else {

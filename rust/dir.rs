@@ -97,6 +97,11 @@ fn readdir(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> Result
     }
 }
 
+/// `file_operations.iterate_shared` of directories.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn iterate_shared(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> c_int {
     match readdir(file, ctx) {
         Ok(()) => 0,
@@ -159,6 +164,11 @@ fn lookup_inner(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> Res
     Ok(unsafe { bindings::d_splice_alias(inode, dentry) })
 }
 
+/// `inode_operations.lookup` of directories.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn lookup(
     dir: *mut bindings::inode,
     dentry: *mut bindings::dentry,

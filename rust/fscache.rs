@@ -204,6 +204,10 @@ impl ReadOp {
     }
 
     /// `netfs_io_terminated_t`: called once per `fscache_read()`, possibly from another context.
+    ///
+    /// # Safety
+    ///
+    /// Only the kernel calls this, with the arguments its C contract describes.
     unsafe extern "C" fn end_io(priv_: *mut c_void, transferred_or_error: isize, _was_async: bool) {
         // SAFETY: `priv_` is the `ReadOp` passed to `fscache_read()`, kept alive by `finish()`
         // until this call has dropped its count.

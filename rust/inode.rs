@@ -143,6 +143,10 @@ pub(crate) fn iget(sb: *mut bindings::super_block, nid: u64) -> Result<NonNull<b
 }
 
 /// `super_operations.evict_inode`.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 pub(crate) unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
     // SAFETY: the VFS evicts a dying inode of ours.
     unsafe {

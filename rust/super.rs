@@ -154,13 +154,20 @@ fn volume_name(opts: &Options) -> Result<KVec<u8>> {
 }
 
 fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> {
-    let mut raw = [0u8; 128];
-    MetaSource(meta)
-        .read_exact_kernel(format::EROFS_SUPER_OFFSET as u64, &mut raw)
-        .inspect_err(|e| {
-            erofs_err!("{}: cannot read the superblock: {:?}", BStr(fsid), e);
-        })?;
-    format::SuperBlock::parse(&raw).map_err(|e| {
+    // The superblock and the block its checksum covers lie in the first page of the blob.
+    // SAFETY: the mapping belongs to the inode `meta` holds a reference to.
+    let page0 = unsafe { crate::folio::CachedFolio::read(meta.mapping(), 0) }.inspect_err(|e| {
+        erofs_err!("{}: cannot read the superblock: {:?}", BStr(fsid), e);
+    })?;
+    let parsed = page0.with_page(0, |bytes| {
+        let sb = bytes
+            .get(format::EROFS_SUPER_OFFSET as usize..)
+            .ok_or(format::Error::Corrupted)
+            .and_then(format::SuperBlock::parse)?;
+        sb.verify_checksum(bytes)?;
+        Ok(sb)
+    })?;
+    let sb = parsed.map_err(|e| {
         match e {
             format::Error::BadMagic(m) => {
                 erofs_err!("{}: cannot find valid erofs superblock (magic {:#x})", BStr(fsid), m)
@@ -173,10 +180,23 @@ fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> 
             format::Error::Unsupported => {
                 erofs_err!("{}: unsupported superblock (block size or layout)", BStr(fsid))
             }
-            _ => erofs_err!("{}: corrupted superblock", BStr(fsid)),
+            format::Error::Corrupted => {
+                erofs_err!("{}: corrupted superblock (or bad superblock checksum)", BStr(fsid))
+            }
+            format::Error::Io => erofs_err!("{}: cannot read the superblock", BStr(fsid)),
         }
         format_errno(e)
-    })
+    })?;
+    let unsupported = sb.unsupported_incompat();
+    if unsupported != 0 {
+        erofs_err!(
+            "{}: incompatible feature {:#x} (compression) is not supported by erofs_rs yet",
+            BStr(fsid),
+            unsupported
+        );
+        return Err(eopnotsupp());
+    }
+    Ok(sb)
 }
 
 impl MetaSource<'_> {
@@ -315,6 +335,11 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     Ok(())
 }
 
+/// `fill_super` callback of `mount_nodev`.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, data: *mut c_void, _silent: c_int)
     -> c_int
 {
@@ -325,6 +350,10 @@ unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, data: *mut c_voi
 }
 
 /// `file_system_type.mount`: a filesystem without a block device, like in-tree erofs with `fsid=`.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 pub(crate) unsafe extern "C" fn mount(
     fs_type: *mut bindings::file_system_type,
     flags: c_int,
@@ -336,6 +365,10 @@ pub(crate) unsafe extern "C" fn mount(
 }
 
 /// `file_system_type.kill_sb`.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 pub(crate) unsafe extern "C" fn kill_sb(sb: *mut bindings::super_block) {
     // SAFETY: `sb` is one of ours, being destroyed.
     let info = unsafe { (*sb).s_fs_info.cast::<SbInfo>() };
@@ -356,6 +389,11 @@ pub(crate) unsafe extern "C" fn kill_sb(sb: *mut bindings::super_block) {
     }
 }
 
+/// `super_operations.statfs`.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::kstatfs) -> c_int {
     // SAFETY: `dentry` belongs to a mounted erofs_rs super block.
     let sb = unsafe { (*dentry).d_sb };
@@ -376,6 +414,11 @@ unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::k
     0
 }
 
+/// `super_operations.show_options`: the options `/proc/mounts` shows, as in-tree erofs.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
     // SAFETY: `root` is the root of a mounted erofs_rs super block.
     let info = unsafe { SbInfo::from_sb((*root).d_sb) };

@@ -46,7 +46,11 @@ impl DeviceSlot {
 
     /// Tag bytes up to the first NUL.
     pub(crate) fn tag(&self) -> &[u8] {
-        let end = self.tag.iter().position(|&b| b == 0).unwrap_or(self.tag.len());
+        let end = self
+            .tag
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.tag.len());
         self.tag.get(..end).unwrap_or(&[])
     }
 }

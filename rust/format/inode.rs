@@ -167,10 +167,7 @@ impl Inode {
         };
         let iu;
         if extended {
-            src.read_exact(
-                le::add(pos, u64::from(EROFS_INODE_COMPACT_SIZE))?,
-                ext_rest,
-            )?;
+            src.read_exact(le::add(pos, u64::from(EROFS_INODE_COMPACT_SIZE))?, ext_rest)?;
             let b = &buf;
             inode.inode_isize = EROFS_INODE_EXTENDED_SIZE;
             inode.size = le64(b, 8)?;
@@ -254,8 +251,13 @@ impl Inode {
     /// Number of blocks covering `size` (`erofs_iblks`).
     pub(crate) fn nblocks(&self, sb: &SuperBlock) -> u64 {
         let bits = u32::from(sb.blkszbits);
-        // size <= i64::MAX, so adding (blksz - 1) cannot overflow.
-        (self.size + ((1u64 << bits) - 1)) >> bits
+        let full = self.size >> bits;
+        // `full <= u64::MAX >> 9`: the increment cannot overflow.
+        if self.size & ((1u64 << bits) - 1) != 0 {
+            full + 1
+        } else {
+            full
+        }
     }
 
     /// Minor/major of [`Inode::rdev`] decoded like the kernel's `new_decode_dev`:

@@ -58,3 +58,8 @@ pub(crate) fn round_up(a: u64, align: u64) -> Result<u64> {
     }
     Ok(add(a, align - 1)? & !(align - 1))
 }
+
+/// `slice::split_at_checked`, which the kernel's minimum Rust version (1.78) does not have.
+pub(crate) fn split_at(data: &[u8], mid: usize) -> Option<(&[u8], &[u8])> {
+    Some((data.get(..mid)?, data.get(mid..)?))
+}

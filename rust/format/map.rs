@@ -121,7 +121,10 @@ fn map_chunk(src: &impl Source, sb: &SuperBlock, inode: &Inode, offset: u64) -> 
     let logical = chunknr << chunkbits;
     let blksz = u64::from(sb.block_size());
     // logical <= offset < size <= i64::MAX.
-    let length = core::cmp::min(1u64 << chunkbits, le::round_up(inode.size - logical, blksz)?);
+    let length = core::cmp::min(
+        1u64 << chunkbits,
+        le::round_up(inode.size - logical, blksz)?,
+    );
 
     let (blkaddr, device) = if indexes {
         let mut b = [0u8; EROFS_CHUNK_INDEX_SIZE as usize];

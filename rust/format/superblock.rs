@@ -101,7 +101,7 @@ pub(crate) struct SuperBlock {
     pub(crate) xattr_blkaddr: u32,
     /// Volume UUID.
     pub(crate) uuid: [u8; 16],
-    /// Volume name (NUL-padded, not necessarily NUL-terminated on disk).
+    /// Volume name (NUL-padded; [`SuperBlock::parse`] requires a NUL terminator).
     pub(crate) volume_name: [u8; 16],
     /// Incompatible feature bits.
     pub(crate) feature_incompat: u32,
@@ -128,7 +128,7 @@ impl SuperBlock {
     /// [`EROFS_SUPER_OFFSET`] (at least 128 bytes).
     ///
     /// Checks, in order: length, magic, block size, `dirblkbits`, unknown incompat bits,
-    /// `sb_extslots`. Does not verify the checksum (see [`SuperBlock::verify_checksum`]).
+    /// `sb_extslots`, NUL-terminated volume name (the kernel's order, minus the checksum). Does not verify the checksum (see [`SuperBlock::verify_checksum`]).
     /// Known-but-unsupported incompat bits (compression) are not rejected here; use
     /// [`SuperBlock::unsupported_incompat`].
     pub(crate) fn parse(buf: &[u8]) -> Result<SuperBlock> {
@@ -156,6 +156,11 @@ impl SuperBlock {
         if sb_size > 4096 - 1024 {
             return Err(Error::Corrupted);
         }
+        let volume_name: [u8; 16] = le::arr(buf, 64)?;
+        // Like the kernel's strscpy() check: the name must be NUL-terminated.
+        if !volume_name.contains(&0) {
+            return Err(Error::Corrupted);
+        }
         let has_devt = feature_incompat & EROFS_FEATURE_INCOMPAT_DEVICE_TABLE != 0;
         Ok(SuperBlock {
             checksum: le32(buf, 4)?,
@@ -170,7 +175,7 @@ impl SuperBlock {
             meta_blkaddr: le32(buf, 40)?,
             xattr_blkaddr: le32(buf, 44)?,
             uuid: le::arr(buf, 48)?,
-            volume_name: le::arr(buf, 64)?,
+            volume_name,
             feature_incompat,
             available_compr_algs: le16(buf, 84)?,
             extra_devices: if has_devt { le16(buf, 86)? } else { 0 },
@@ -246,8 +251,8 @@ impl SuperBlock {
             .get(1024..)
             .and_then(|d| d.get(..self.checksum_len()))
             .ok_or(Error::Corrupted)?;
-        let (head, rest) = data.split_at_checked(4).ok_or(Error::Corrupted)?;
-        let (csum, rest) = rest.split_at_checked(4).ok_or(Error::Corrupted)?;
+        let (head, rest) = le::split_at(data, 4).ok_or(Error::Corrupted)?;
+        let (csum, rest) = le::split_at(rest, 4).ok_or(Error::Corrupted)?;
         let expected = u32::from_le_bytes(csum.try_into().map_err(|_| Error::Corrupted)?);
         let mut crc = crc32c(!0, head);
         crc = crc32c(crc, &[0u8; 4]);

@@ -121,11 +121,7 @@ impl XattrEntry {
 
     /// Reads the value into `buf` (must be at least `value_size` bytes, else
     /// Corrupted); returns the filled part.
-    pub(crate) fn read_value<'b>(
-        &self,
-        src: &impl Source,
-        buf: &'b mut [u8],
-    ) -> Result<&'b [u8]> {
+    pub(crate) fn read_value<'b>(&self, src: &impl Source, buf: &'b mut [u8]) -> Result<&'b [u8]> {
         let out = buf
             .get_mut(..usize::from(self.value_size))
             .ok_or(Error::Corrupted)?;
@@ -149,12 +145,10 @@ impl XattrEntry {
                 return Ok(false);
             };
             let infix_len = usize::from(pf.infix_len);
-            if pf.base_index != index
-                || name.len() != infix_len + usize::from(self.name_len)
-            {
+            if pf.base_index != index || name.len() != infix_len + usize::from(self.name_len) {
                 return Ok(false);
             }
-            let (infix, suffix) = name.split_at_checked(infix_len).ok_or(Error::Corrupted)?;
+            let (infix, suffix) = le::split_at(name, infix_len).ok_or(Error::Corrupted)?;
             let mut ib = [0u8; EROFS_NAME_LEN];
             if pf.read_infix(src, &mut ib)? != infix {
                 return Ok(false);
@@ -212,8 +206,7 @@ impl InodeXattrs {
         src.read_exact(pos, &mut h)?;
         let name_filter = le32(&h, 0)?;
         let shared_count = u8_at(&h, 4)?;
-        let header_sz =
-            u64::from(EROFS_XATTR_IBODY_HEADER_SIZE) + 4 * u64::from(shared_count);
+        let header_sz = u64::from(EROFS_XATTR_IBODY_HEADER_SIZE) + 4 * u64::from(shared_count);
         let inline_len = u64::from(isize)
             .checked_sub(header_sz)
             .ok_or(Error::Corrupted)?;
@@ -378,7 +371,8 @@ pub(crate) fn long_prefix(src: &impl Source, sb: &SuperBlock, index: u8) -> Resu
 /// Bit of the xattr name filter for `(index, name)`:
 /// `xxh32(name, EROFS_XATTR_FILTER_SEED + index) & 31`.
 pub(crate) fn xattr_filter_bit(index: u8, name: &[u8]) -> u32 {
-    xxh32(name, EROFS_XATTR_FILTER_SEED.wrapping_add(u32::from(index))) & (EROFS_XATTR_FILTER_BITS - 1)
+    xxh32(name, EROFS_XATTR_FILTER_SEED.wrapping_add(u32::from(index)))
+        & (EROFS_XATTR_FILTER_BITS - 1)
 }
 
 const P1: u32 = 2_654_435_761;
