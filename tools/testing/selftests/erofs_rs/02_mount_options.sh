@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Bad mount options are refused with EINVAL and a kernel log line naming the option; a valid
+# fsid with no cachefiles daemon bound fails promptly instead of hanging.
+. "$(dirname "$0")/lib.sh"
+setup_work
+load_module
+mkdir -p "$W/mnt"
+
+# expect_refused OPTIONS EXPECTED_LOG_TEXT
+expect_refused() {
+  local opts=$1 text=$2 err
+  kmsg "options $opts"
+  if err=$(timeout 60 mount -t erofs_rs -o "$opts" none "$W/mnt" 2>&1); then
+    umount "$W/mnt"
+    fail "mount -o '$opts' succeeded"
+    return
+  fi
+  case "$err" in
+    *"Invalid argument"*|*"wrong fs type"*|*"bad option"*) ;;
+    *) fail "mount -o '$opts': unexpected error: $err"; return ;;
+  esac
+  if kmsg_since "options $opts" | grep -qF -- "$text"; then
+    log "ok: -o '$opts' refused, kernel log says: $text"
+  else
+    fail "-o '$opts': kernel log lacks '$text'"; kmsg_since "options $opts" | sed 's/^/#   /'
+  fi
+}
+
+expect_refused "bogus=1" "unknown mount option: 'bogus=1'"
+expect_refused "fsid=x,cache_strategy=readahead" "unknown mount option: 'cache_strategy=readahead'"
+expect_refused "domain_id=d" "fsid= is required"
+expect_refused "fsid=" "missing, empty or too long value for mount option: 'fsid='"
+expect_refused "fsid" "missing, empty or too long value for mount option: 'fsid'"
+expect_refused "fsid=a,fsid=b" "mount option given twice: 'fsid=b'"
+long=$(printf 'x%.0s' $(seq 1 300))
+expect_refused "fsid=$long" "missing, empty or too long value for mount option"
+expect_refused "" "fsid= is required"
+
+# No cache bound: the volume cannot be used. Must fail (not hang) with a clear message.
+kmsg "no daemon"
+start=$(date +%s)
+if timeout 60 mount -t erofs_rs -o fsid=nodaemon none "$W/mnt" 2>"$W/err"; then
+  umount "$W/mnt"
+  fail "mount without a bound cache succeeded"
+else
+  rc=$?
+  [ "$rc" = 124 ] && fail "mount without a bound cache hung (killed after 60 s)"
+  log "mount without daemon: $(cat "$W/err") (after $(( $(date +%s) - start )) s)"
+  kmsg_since "no daemon" | grep -qE 'erofs_rs: .*(cachefiles|superblock|volume|cookie)' ||
+    fail "no kernel log line explains the failed mount without daemon"
+  kmsg_since "no daemon" | sed 's/^/#   /'
+fi
+finish

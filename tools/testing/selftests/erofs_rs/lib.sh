@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared helpers of the erofs_rs selftests. Source it; each test stays runnable alone:
+#   tools/vm/run tools/testing/selftests/erofs_rs/03_mount_ondemand.sh
+# Tests print diagnostics on stdout and exit 0 (pass), 1 (fail) or 4 (skip), as kselftests do.
+
+set -u
+SELFTEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SELFTEST_DIR/../../../.." && pwd)
+MODULE="$REPO/erofs_rs.ko"
+DAEMON=${EROFS_RS_DAEMON:-$REPO/tools/ondemandd/target/release/erofs-ondemandd}
+KSFT_PASS=0
+KSFT_FAIL=1
+KSFT_SKIP=4
+W=
+MOUNTS=()
+DAEMON_PID=
+FAILED=0
+
+log() { echo "# $*"; }
+fail() { echo "# FAIL: $*"; FAILED=1; }
+die() { echo "# FAIL: $*"; exit $KSFT_FAIL; }
+skip() { echo "# SKIP: $*"; exit $KSFT_SKIP; }
+# check DESCRIPTION CMD...: run CMD, record a failure naming DESCRIPTION if it fails.
+check() { local what=$1; shift; if "$@"; then log "ok: $what"; else fail "$what"; fi; }
+finish() { [ "$FAILED" = 0 ] && exit $KSFT_PASS || exit $KSFT_FAIL; }
+
+require_root() { [ "$(id -u)" = 0 ] || skip "needs root (run it through tools/vm/run)"; }
+
+# A scratch directory on tmpfs, cleaned up at exit with everything mounted below it.
+setup_work() {
+  require_root
+  if ! touch /tmp/.erofs_rs_probe 2>/dev/null; then mount -t tmpfs tmpfs /tmp; fi
+  rm -f /tmp/.erofs_rs_probe
+  W=$(mktemp -d /tmp/erofs_rs_test.XXXXXX)
+  trap cleanup EXIT
+}
+
+cleanup() {
+  local m
+  for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null; done
+  stop_daemon
+  if mountpoint -q "$W/cachefs" 2>/dev/null; then umount "$W/cachefs"; fi
+  [ -n "$W" ] && rm -rf "$W"
+}
+
+kmsg() { echo "erofs_rs-selftest: $*" > /dev/kmsg 2>/dev/null || true; }
+
+load_module() {
+  if ! grep -qw erofs_rs /proc/filesystems; then
+    [ -f "$MODULE" ] || die "$MODULE is missing: build it with 'make'"
+    insmod "$MODULE" || die "insmod $MODULE failed"
+  fi
+}
+
+load_reference() {
+  grep -qw erofs /proc/filesystems || modprobe erofs || die "cannot load in-tree erofs (modprobe erofs)"
+}
+
+# The cachefiles cache directory: ext4 on a loop file (cachefiles refuses tmpfs).
+setup_cache() {
+  truncate -s "${1:-256M}" "$W/cache.img"
+  mkfs.ext4 -q -F "$W/cache.img" || die "mkfs.ext4 failed"
+  mkdir -p "$W/cachefs"
+  mount -o loop "$W/cache.img" "$W/cachefs" || die "cannot mount the cache filesystem"
+  mkdir -p "$W/cachefs/cache"
+}
+
+# start_daemon BLOBDIR [extra daemon args]: serve BLOBDIR; waits until the cache is bound.
+start_daemon() {
+  local blobs=$1; shift
+  [ -x "$DAEMON" ] || die "$DAEMON is missing: build it with 'make daemon'"
+  rm -f "$W/daemon.pid" "$W/stats"
+  "$DAEMON" --cache-dir "$W/cachefs/cache" --blob-dir "$blobs" --stats-file "$W/stats" \
+    --pid-file "$W/daemon.pid" "$@" 2>>"$W/daemon.log" &
+  DAEMON_PID=$!
+  local i
+  for i in $(seq 1 300); do
+    [ -s "$W/daemon.pid" ] && return 0
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon.log"; die "the daemon exited at start"; }
+    sleep 0.1
+  done
+  die "the daemon did not bind the cache within 30 s"
+}
+
+stop_daemon() {
+  if [ -n "$DAEMON_PID" ]; then
+    kill -TERM "$DAEMON_PID" 2>/dev/null
+    wait "$DAEMON_PID" 2>/dev/null
+    DAEMON_PID=
+  fi
+}
+
+# stat_value KEY: a counter from the daemon's stats file.
+stat_value() { awk -v k="$1" '$1 == k { print $2 }' "$W/stats" 2>/dev/null; }
+
+# mount_fs TYPE OPTIONS DIR: mount with a time limit; records DIR for cleanup.
+mount_fs() {
+  mkdir -p "$3"
+  timeout 120 mount -t "$1" -o "$2" none "$3" || return 1
+  MOUNTS+=("$3")
+}
+
+umount_fs() { timeout 120 umount "$1"; }
+
+# A small but varied tree: text, binary data over several chunks, empty file, symlinks,
+# nested directories.
+make_tree() {
+  local t=$1
+  mkdir -p "$t/dir/sub/deeper" "$t/empty_dir"
+  echo "hello from erofs_rs" > "$t/hello.txt"
+  head -c 3145739 /dev/urandom > "$t/random.bin"     # 3 MiB + 11: spans 4 chunks of 1 MiB
+  head -c 4096 /dev/urandom > "$t/dir/one_block"
+  : > "$t/dir/empty"
+  seq 1 20000 > "$t/dir/sub/numbers.txt"
+  printf 'tail' > "$t/dir/sub/deeper/tiny"
+  ln -s hello.txt "$t/link"
+  ln -s dir/sub/deeper/tiny "$t/dir/link_to_tiny"
+  chmod 0640 "$t/dir/one_block"
+  chown 123:456 "$t/dir/empty" 2>/dev/null || true
+}
+
+# build_image TREE BLOBDIR: chunk-based metadata image BLOBDIR/meta with data in BLOBDIR/blob1.
+build_image() {
+  mkdir -p "$2"
+  mkfs.erofs --chunksize=1048576 --blobdev="$2/blob1" -Eforce-chunk-indexes "$2/meta" "$1" \
+    >"$W/mkfs.log" 2>&1 || { cat "$W/mkfs.log"; die "mkfs.erofs failed"; }
+}
+
+# tree_manifest DIR: one line per entry (type, mode, ids, size, nlink, mtime, rdev, link target,
+# content hash, xattrs), walking with one Python process.
+tree_manifest() { python3 "$SELFTEST_DIR/treecmp.py" manifest "$1"; }
+
+# kernel log lines after the last "erofs_rs-selftest: MARK" line
+kmsg_since() { dmesg | awk -v m="erofs_rs-selftest: $1" 'index($0, m) { buf = ""; next } { buf = buf $0 "\n" } END { printf "%s", buf }'; }

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Walk a tree and print a manifest comparable across filesystems.
+
+usage: treecmp.py manifest DIR      one line per entry, sorted
+       treecmp.py stat PATH         the stat fields erofs and erofs_rs must agree on
+"""
+import hashlib
+import os
+import stat
+import sys
+
+
+def xattrs(path):
+    try:
+        names = sorted(os.listxattr(path, follow_symlinks=False))
+    except OSError as e:
+        return "listxattr-error:%d" % e.errno
+    out = []
+    for n in names:
+        try:
+            v = os.getxattr(path, n, follow_symlinks=False)
+        except OSError as e:
+            v = b"error:%d" % e.errno
+        out.append("%s=%s" % (n, v.hex()))
+    return ",".join(out)
+
+
+def stat_fields(path):
+    st = os.lstat(path)
+    return "mode=%o nlink=%d uid=%d gid=%d size=%d mtime=%d ino=%d blocks=%d blksize=%d rdev=%d" % (
+        st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+        st.st_ino, st.st_blocks, st.st_blksize, st.st_rdev)
+
+
+def entry_line(root, path, dtype):
+    st = os.lstat(path)
+    rel = os.path.relpath(path, root)
+    fields = [rel, "dtype=" + dtype, "mode=%o" % st.st_mode, "uid=%d" % st.st_uid,
+              "gid=%d" % st.st_gid, "size=%d" % st.st_size, "nlink=%d" % st.st_nlink,
+              "mtime=%d" % st.st_mtime_ns, "rdev=%d" % st.st_rdev]
+    if stat.S_ISLNK(st.st_mode):
+        fields.append("target=" + os.readlink(path))
+    elif stat.S_ISREG(st.st_mode):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        fields.append("sha256=" + h.hexdigest())
+    fields.append("xattrs=" + xattrs(path))
+    return " ".join(fields)
+
+
+def dtype_of(entry):
+    if entry.is_symlink():
+        return "lnk"
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    if entry.is_file(follow_symlinks=False):
+        return "reg"
+    return "other"
+
+
+def manifest(root):
+    lines = [entry_line(root, root, "dir")]
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                lines.append(entry_line(root, e.path, dtype_of(e)))
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+    for line in sorted(lines):
+        print(line)
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "manifest":
+        manifest(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "stat":
+        print(stat_fields(sys.argv[2]))
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
