@@ -10,6 +10,7 @@
 
 use crate::ffi;
 use kernel::ffi::c_void;
+use core::pin::Pin;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use crate::{eopnotsupp};
@@ -94,7 +95,8 @@ impl Cookie {
     ) -> Result {
         let start = i64::try_from(start).map_err(|_| EIO)?;
         let mut pos = i64::try_from(pos).map_err(|_| EIO)?;
-        let op = ReadOp::new();
+        let op = core::pin::pin!(ReadOp::new());
+        op.as_ref().init();
         let iter = Opaque::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is writable storage; the shim initialises it over the page cache range,
         // whose folios the caller keeps locked.
@@ -142,7 +144,7 @@ impl Cookie {
                     pos,
                     iter.get(),
                     ReadOp::end_io,
-                    (&op as *const ReadOp).cast_mut().cast(),
+                    (&*op as *const ReadOp).cast_mut().cast(),
                 )
             };
             if ret != 0 && ret != -(bindings::EIOCBQUEUED as i32) {
@@ -191,16 +193,20 @@ struct ReadOp {
 }
 
 impl ReadOp {
+    /// Creates the state; `init` must run once it is pinned, before any read is issued.
     fn new() -> Self {
-        let op = Self {
+        Self {
             done: Opaque::uninit(),
             pending: AtomicUsize::new(1),
             error: AtomicI32::new(0),
-        };
-        // SAFETY: `done` is storage for a completion. Completions hold no self-references, so
-        // moving `op` before any waiter exists is fine; it does not move after `finish()` starts.
-        unsafe { ffi::erofs_rs_init_completion(op.done.get()) };
-        op
+        }
+    }
+
+    /// Initialises the completion in place. A completion's wait queue points to itself, so
+    /// it must not move after this: hence `Pin`.
+    fn init(self: Pin<&Self>) {
+        // SAFETY: `done` is storage for a completion, pinned from now on.
+        unsafe { ffi::erofs_rs_init_completion(self.done.get()) };
     }
 
     /// `netfs_io_terminated_t`: called once per `fscache_read()`, possibly from another context.

@@ -1,82 +1,137 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Filling a cache file through its anonymous fd, and completing READ requests.
+//! Filling cache files through their anonymous fds, and completing READ requests.
+//!
+//! Writes to an anon fd go to the backing cache file with O_DIRECT semantics: the offset must be
+//! 4 KiB aligned (cachefiles refuses others with ENOBUFS) and so should the buffer and length.
+//! The backing file is created with the blob size rounded up to 4 KiB, so the EOF tail is
+//! written padded with zeros to a whole page: every write is aligned in offset, length and
+//! memory (an unaligned tail length would fail with EINVAL on xfs).
 
 use crate::blobs::Blob;
-use std::alloc::{alloc, dealloc, Layout};
+use crate::proto::PAGE;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Largest piece copied at once.
 pub const CHUNK: usize = 1 << 20;
-/// Writes into the cache file are direct I/O: buffers and offsets aligned to this.
-pub const ALIGN: usize = 4096;
+/// Alignment of offsets, lengths and buffers of cache writes.
+pub const ALIGN: usize = PAGE as usize;
 
-/// A heap buffer aligned for direct I/O.
+/// A zero-initialised heap buffer aligned for direct I/O; its length is a multiple of ALIGN.
 pub struct AlignedBuf {
     ptr: *mut u8,
     layout: Layout,
 }
 
+// SAFETY: AlignedBuf owns its allocation exclusively (like a Box<[u8]>); nothing is shared.
+unsafe impl Send for AlignedBuf {}
+
 impl AlignedBuf {
-    pub fn new(size: usize) -> AlignedBuf {
-        let layout = Layout::from_size_align(size.max(ALIGN), ALIGN).expect("valid layout");
+    /// A buffer of at least `size` bytes (rounded up to ALIGN, at least ALIGN).
+    pub fn new(size: usize) -> io::Result<AlignedBuf> {
+        let size = size
+            .max(ALIGN)
+            .checked_next_multiple_of(ALIGN)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "buffer too large"))?;
+        let layout = Layout::from_size_align(size, ALIGN)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc(layout) };
+        let ptr = unsafe { alloc_zeroed(layout) };
         if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "cannot allocate I/O buffer",
+            ));
         }
-        AlignedBuf { ptr, layout }
+        Ok(AlignedBuf { ptr, layout })
     }
 
-    pub fn as_mut_slice(&mut self, len: usize) -> &mut [u8] {
-        let len = len.min(self.layout.size());
-        // SAFETY: `ptr` is valid for `layout.size()` bytes and we hold it exclusively.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` is valid and initialised for `layout.size()` bytes (alloc_zeroed), and
+        // `&mut self` makes this the only reference to it.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
     }
 }
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
+        // SAFETY: allocated in `new` with exactly this layout, freed only here.
         unsafe { dealloc(self.ptr, self.layout) }
     }
 }
 
-/// Copies `[start, end)` of `blob` into the cache file behind `fd` at the same offsets.
-/// Returns the number of bytes written.
-pub fn fill(fd: RawFd, blob: &Blob, start: u64, end: u64, buf: &mut AlignedBuf) -> io::Result<u64> {
+/// pwrite() all of `buf` at `off`, retrying on EINTR and short writes.
+pub fn pwrite_all(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let pos = off
+            .checked_add(done as u64)
+            .and_then(|p| libc::off_t::try_from(p).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset out of range"))?;
+        let rest = &buf[done..];
+        // SAFETY: `rest` is valid for reads of `rest.len()` bytes for the duration of the call;
+        // `fd` is a live descriptor borrowed from its owner.
+        let r = unsafe { libc::pwrite(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len(), pos) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "cache write wrote nothing",
+            ));
+        }
+        done += r as usize;
+    }
+    Ok(())
+}
+
+/// Copies `[start, end)` of `blob` into the cache file behind `fd` at the same offsets, in
+/// pieces of at most `buf.len()` bytes. `start` must be aligned; the EOF tail is zero-padded to
+/// a whole page. Returns the number of blob bytes copied.
+pub fn fill(
+    fd: BorrowedFd<'_>,
+    blob: &Blob,
+    start: u64,
+    end: u64,
+    buf: &mut AlignedBuf,
+) -> io::Result<u64> {
+    if start & (PAGE - 1) != 0 || end < start {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unaligned fill range [{start}, {end})"),
+        ));
+    }
+    let buf = buf.as_mut_slice();
     let mut pos = start;
     while pos < end {
-        let n = ((end - pos) as usize).min(CHUNK);
-        let piece = buf.as_mut_slice(n);
-        blob.read_at(piece, pos)?;
-        let mut done = 0usize;
-        while done < n {
-            // SAFETY: `piece[done..n]` is valid memory; fd is the object's anon fd.
-            let r = unsafe {
-                libc::pwrite(fd, piece[done..].as_ptr().cast(), n - done, (pos + done as u64) as i64)
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if r == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "cache write returned 0"));
-            }
-            done += r as usize;
-        }
+        let n = usize::try_from(end - pos).map_or(buf.len(), |r| r.min(buf.len()));
+        blob.read_at(&mut buf[..n], pos)?;
+        // Only the last piece can be short; pad it to a page (the cache file is that long).
+        let wlen = n.next_multiple_of(ALIGN).min(buf.len());
+        buf[n..wlen].fill(0);
+        pwrite_all(fd, &buf[..wlen], pos)?;
         pos += n as u64;
     }
     Ok(end - start)
 }
 
 /// `ioctl(fd, CACHEFILES_IOC_READ_COMPLETE, msg_id)`: the msg_id is passed by value.
-pub fn complete(fd: RawFd, msg_id: u32) -> io::Result<()> {
-    // SAFETY: a plain ioctl on a descriptor we own; the argument is an integer.
-    let r = unsafe { libc::ioctl(fd, crate::proto::IOC_READ_COMPLETE as _, msg_id as libc::c_ulong) };
+pub fn complete(fd: BorrowedFd<'_>, msg_id: u32) -> io::Result<()> {
+    // SAFETY: an ioctl on a live descriptor whose argument is an integer passed by value; the
+    // kernel reads no memory of ours for this request.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            crate::proto::IOC_READ_COMPLETE as _,
+            msg_id as libc::c_ulong,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -86,24 +141,80 @@ pub fn complete(fd: RawFd, msg_id: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use crate::blobs::tests::TempDir;
+    use crate::proto::fill_range;
+    use std::os::fd::AsFd;
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+    }
 
     #[test]
-    fn fill_copies_ranges() {
-        let d = std::env::temp_dir().join(format!("ondemandd-cache-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        let data: Vec<u8> = (0..3 * CHUNK as u32 + 100).map(|i| (i % 251) as u8).collect();
-        std::fs::write(d.join("blob"), &data).unwrap();
-        let blob = Blob::open(d.join("blob")).unwrap();
-        let out = std::fs::OpenOptions::new().create(true).truncate(true).write(true).read(true)
-            .open(d.join("cache")).unwrap();
-        let mut buf = AlignedBuf::new(CHUNK);
-        let end = data.len() as u64;
-        assert_eq!(fill(out.as_raw_fd(), &blob, 4096, end, &mut buf).unwrap(), end - 4096);
-        let got = std::fs::read(d.join("cache")).unwrap();
-        assert_eq!(&got[4096..], &data[4096..]);
+    fn buffer_is_aligned() {
+        for size in [0, 1, 4096, 5000, CHUNK] {
+            let mut b = AlignedBuf::new(size).unwrap();
+            let len = b.as_mut_slice().len();
+            assert_eq!(len % ALIGN, 0);
+            assert!(len >= size.max(ALIGN));
+            assert_eq!(b.as_mut_slice().as_ptr() as usize % ALIGN, 0);
+            assert!(b.as_mut_slice().iter().all(|&x| x == 0));
+        }
+    }
+
+    #[test]
+    fn fill_copies_ranges_aligned() {
+        let d = TempDir::new("cache");
+        let size = 3 * CHUNK + 100;
+        let data = pattern(size);
+        std::fs::write(d.0.join("blob"), &data).unwrap();
+        let blob = Blob::open(d.0.join("blob")).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(d.0.join("cache"))
+            .unwrap();
+        let mut buf = AlignedBuf::new(CHUNK).unwrap();
+
+        // a small read in the middle: one page
+        let (s, e) = fill_range(5000, 10, blob.size, 0).unwrap();
+        assert_eq!(fill(out.as_fd(), &blob, s, e, &mut buf).unwrap(), 4096);
+        let got = std::fs::read(d.0.join("cache")).unwrap();
+        assert_eq!(got.len(), 8192);
+        assert_eq!(&got[4096..8192], &data[4096..8192]);
         assert!(got[..4096].iter().all(|&b| b == 0));
-        assert_eq!(buf.as_mut_slice(CHUNK).as_ptr() as usize % ALIGN, 0);
-        std::fs::remove_dir_all(&d).unwrap();
+
+        // from an aligned offset to EOF: several chunks and a padded tail
+        let (s, e) = fill_range(8192 + 17, u64::MAX / 2, blob.size, 0).unwrap();
+        assert_eq!((s, e), (8192, size as u64));
+        assert_eq!(
+            fill(out.as_fd(), &blob, s, e, &mut buf).unwrap(),
+            size as u64 - 8192
+        );
+        let got = std::fs::read(d.0.join("cache")).unwrap();
+        assert_eq!(
+            got.len(),
+            size.next_multiple_of(ALIGN),
+            "tail padded to a page"
+        );
+        assert_eq!(&got[4096..size], &data[4096..]);
+        assert!(got[size..].iter().all(|&b| b == 0));
+
+        // unaligned start is refused
+        assert!(fill(out.as_fd(), &blob, 100, 200, &mut buf).is_err());
+        // a blob that shrank since OPEN: error, not a panic
+        let short = Blob {
+            size: size as u64 + 10000,
+            ..Blob::open(d.0.join("blob")).unwrap()
+        };
+        let e = fill(out.as_fd(), &short, 3 * CHUNK as u64, short.size, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn complete_on_a_regular_file_fails_cleanly() {
+        let d = TempDir::new("ioctl");
+        let f = std::fs::File::create(d.0.join("f")).unwrap();
+        assert!(complete(f.as_fd(), 1).is_err());
     }
 }
