@@ -157,7 +157,14 @@ fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> 
     // The superblock and the block its checksum covers lie in the first page of the blob.
     // SAFETY: the mapping belongs to the inode `meta` holds a reference to.
     let page0 = unsafe { crate::folio::CachedFolio::read(meta.mapping(), 0) }.inspect_err(|e| {
-        erofs_err!("{}: cannot read the superblock: {:?}", BStr(fsid), e);
+        if e.to_errno() == -(bindings::ENOBUFS as i32) {
+            erofs_err!(
+                "{}: cannot read the superblock: no cachefiles cache is bound (start an on-demand daemon)",
+                BStr(fsid)
+            );
+        } else {
+            erofs_err!("{}: cannot read the superblock: {:?}", BStr(fsid), e);
+        }
     })?;
     let parsed = page0.with_page(0, |bytes| {
         let sb = bytes
