@@ -2,15 +2,18 @@
 
 //! The read path: `read_folio` of blob page caches (metadata) and of files and directories.
 //!
-//! A file folio is filled piece by piece from the format layer's mappings: mapped blocks are read
-//! from the blob of their device through fscache (`Cookie::read_into_mapping`), holes and the
-//! space past EOF are zeroed, and inline tails are copied from the metadata blob. The folio is
-//! marked up to date only if every piece succeeded, and unlocked exactly once (`LockedFolio`).
+//! A run of locked folios (one for `read_folio`, the whole window for `readahead`) is filled
+//! piece by piece from the format layer's mappings: each mapped extent piece is read from the blob
+//! of its device with one fscache read (`Cookie::read_into_mapping`; on a cache miss, one READ
+//! request for the whole piece), holes and the space past EOF are zeroed, and inline tails are
+//! copied from the metadata blob. Folios are marked up to date only if the whole run succeeded,
+//! and each is unlocked exactly once (`LockedFolio`).
 
 use crate::folio::LockedFolio;
 use crate::fscache::Cookie;
 use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
-use crate::{erofs_err, format, inode, Ops};
+use crate::{erofs_err, ffi, format, inode, Ops};
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::ffi::c_int;
 use crate::{efscorrupted};
 use kernel::bindings;
@@ -44,22 +47,89 @@ unsafe extern "C" fn meta_read_folio(_file: *mut bindings::file, folio: *mut bin
     }
 }
 
-fn data_read(folio: &mut LockedFolio) -> Result {
-    let mapping = folio.mapping();
-    // SAFETY: the mapping of a locked folio has a live host inode.
-    let inode = unsafe { (*mapping).host };
+/// A contiguous run of locked folios of one mapping: what `read_folio` (one folio) and
+/// `readahead` (the whole window) fill. Offsets are relative to the first folio.
+///
+/// # Invariants
+///
+/// `folios` are adjacent in the file, in order, all of `mapping`, starting at file offset `start`,
+/// and together `len` bytes long.
+struct FolioRun {
+    mapping: *mut bindings::address_space,
+    start: u64,
+    len: u64,
+    folios: KVec<LockedFolio>,
+}
+
+impl FolioRun {
+    fn new(first: LockedFolio) -> Result<Self> {
+        let (mapping, start, len) = (first.mapping(), first.pos(), first.size() as u64);
+        let mut folios = KVec::new();
+        // On failure `first` is dropped, which unlocks it: the caller reports the error.
+        folios.push(first, GFP_KERNEL)?;
+        Ok(Self { mapping, start, len, folios })
+    }
+
+    /// Appends the next folio of the file; false (and the folio unlocked) if it does not fit.
+    fn push(&mut self, folio: LockedFolio) -> bool {
+        if folio.mapping() != self.mapping || folio.pos() != self.start + self.len {
+            return false;
+        }
+        let size = folio.size() as u64;
+        if self.folios.push(folio, GFP_KERNEL).is_err() {
+            return false;
+        }
+        self.len += size;
+        true
+    }
+
+    /// Calls `f(folio, offset_in_folio, length, offset_in_range)` for each folio piece of
+    /// `[off, off + n)` of the run.
+    fn for_each(
+        &mut self,
+        off: u64,
+        n: u64,
+        mut f: impl FnMut(&mut LockedFolio, usize, usize, u64) -> Result,
+    ) -> Result {
+        let end = off.checked_add(n).filter(|&e| e <= self.len).ok_or(EINVAL)?;
+        let mut fstart = 0u64;
+        for folio in self.folios.iter_mut() {
+            let fsize = folio.size() as u64;
+            let (lo, hi) = (off.max(fstart), end.min(fstart + fsize));
+            if lo < hi {
+                f(folio, (lo - fstart) as usize, (hi - lo) as usize, lo - off)?;
+            }
+            fstart += fsize;
+        }
+        Ok(())
+    }
+
+    fn zero(&mut self, off: u64, n: u64) -> Result {
+        self.for_each(off, n, |folio, foff, len, _| folio.zero(foff, len))
+    }
+
+    /// Marks every folio up to date: the whole run was filled.
+    fn set_uptodate(&mut self) {
+        for folio in self.folios.iter_mut() {
+            folio.set_uptodate();
+        }
+    }
+}
+
+/// Fills a run of folios of a file, directory or symlink from the image.
+fn read_run(run: &mut FolioRun) -> Result {
+    // SAFETY: the mapping of locked folios has a live host inode.
+    let inode = unsafe { (*run.mapping).host };
     // SAFETY: a file, directory or symlink inode of a mounted erofs_rs super block.
     let (info, ii) = unsafe { (SbInfo::from_sb((*inode).i_sb), inode::info(inode)?) };
     let raw = &ii.raw;
     let meta = info.meta()?;
     let src = MetaSource(meta);
-    let fpos = folio.pos();
-    let fsize = folio.size();
-    let mut off = 0usize;
-    while off < fsize {
-        let lpos = fpos + off as u64;
+    let mut off = 0u64;
+    while off < run.len {
+        let lpos = run.start + off;
         if lpos >= raw.size {
-            folio.zero(off, fsize - off)?;
+            run.zero(off, run.len - off)?;
             break;
         }
         let m = format::map(&src, &info.fs, raw, lpos).map_err(|e| {
@@ -75,30 +145,33 @@ fn data_read(folio: &mut LockedFolio) -> Result {
         // The format layer guarantees `m.logical <= lpos < m.logical + m.length`.
         let skip = lpos.checked_sub(m.logical).ok_or(efscorrupted())?;
         let avail = m.length.checked_sub(skip).filter(|&a| a > 0).ok_or(efscorrupted())?;
-        let n = core::cmp::min(avail, (fsize - off) as u64) as usize;
+        let n = avail.min(run.len - off);
         let phys = m.physical.checked_add(skip).ok_or(efscorrupted())?;
         if !m.mapped {
-            folio.zero(off, n)?;
+            run.zero(off, n)?;
         } else if m.meta {
             // The tail lives in the metadata blob right after the inode: copy it.
-            let want = core::cmp::min(n as u64, raw.size - lpos) as usize;
-            folio.fill_with(off, want, |dst, done| {
-                src.read_exact(phys + done as u64, dst).map_err(format_errno)
+            let want = n.min(raw.size - lpos);
+            run.for_each(off, want, |folio, foff, len, done| {
+                folio.fill_with(foff, len, |dst, d2| {
+                    src.read_exact(phys + done + d2 as u64, dst).map_err(format_errno)
+                })
             })?;
-            folio.zero(off + want, n - want)?;
+            run.zero(off + want, n - want)?;
         } else {
             let cookie = info.cookie(m.device)?;
-            // SAFETY: `[lpos, lpos + n)` lies in this folio, which we hold locked.
-            unsafe { cookie.read_into_mapping(phys, mapping, lpos, n)? };
+            // One fscache read for the whole extent piece: on a cache miss, one READ request.
+            // SAFETY: `[lpos, lpos + n)` lies in folios of this run, which we hold locked.
+            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, n as usize)? };
         }
         off += n;
     }
     // Bytes past EOF in the last folio read as zeros (mmap shows them).
-    let end = raw.size.saturating_sub(fpos);
-    if end < fsize as u64 {
-        folio.zero(end as usize, fsize - end as usize)?;
+    let end = raw.size.saturating_sub(run.start);
+    if end < run.len {
+        run.zero(end, run.len - end)?;
     }
-    folio.set_uptodate();
+    run.set_uptodate();
     Ok(())
 }
 
@@ -111,12 +184,47 @@ use format::Source as _;
 /// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn data_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
     // SAFETY: `read_folio` gets a locked folio and must unlock it: `LockedFolio` does, on drop.
-    let Some(mut folio) = (unsafe { LockedFolio::from_raw(folio) }) else {
+    let Some(folio) = (unsafe { LockedFolio::from_raw(folio) }) else {
         return EINVAL.to_errno();
     };
-    match data_read(&mut folio) {
+    match FolioRun::new(folio).and_then(|mut run| read_run(&mut run)) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
+    }
+}
+
+/// `address_space_operations.readahead` of files and directories: the whole window in as few
+/// fscache reads (so on-demand requests) as its extents allow.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
+unsafe extern "C" fn data_readahead(rac: *mut bindings::readahead_control) {
+    let mut run: Option<FolioRun> = None;
+    loop {
+        // SAFETY: `rac` is the readahead request; each folio comes locked, its reference
+        // dropped, and must be unlocked by us (LockedFolio's drop).
+        let f = unsafe { ffi::erofs_rs_readahead_folio(rac) };
+        // SAFETY: a locked folio handed over by readahead.
+        let Some(folio) = (unsafe { LockedFolio::from_raw(f) }) else { break };
+        match run.as_mut() {
+            None => match FolioRun::new(folio) {
+                Ok(r) => run = Some(r),
+                Err(_) => break,
+            },
+            Some(r) => {
+                if !r.push(folio) {
+                    // Not contiguous or no memory: leave the rest to read_folio later
+                    // (the VM unlocks and drops folios readahead did not consume).
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(mut r) = run {
+        // On error the folios are unlocked without being up to date: read_folio retries and
+        // reports the error to the reader.
+        let _ = read_run(&mut r);
     }
 }
 
@@ -132,6 +240,7 @@ pub(crate) static META_AOPS: Ops<bindings::address_space_operations> =
 pub(crate) static DATA_AOPS: Ops<bindings::address_space_operations> =
     Ops(bindings::address_space_operations {
         read_folio: Some(data_read_folio),
+        readahead: Some(data_readahead),
         // SAFETY: all-zero is a valid `address_space_operations` (every other hook unset).
         ..unsafe { core::mem::zeroed() }
     });

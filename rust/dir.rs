@@ -186,6 +186,8 @@ fn err_ptr<T>(e: Error) -> *mut T {
 
 pub(crate) static DIR_IOPS: Ops<bindings::inode_operations> = Ops(bindings::inode_operations {
     lookup: Some(lookup),
+    listxattr: Some(crate::xattr::erofs_listxattr),
+    get_inode_acl: Some(ffi::erofs_rs_get_acl),
     // SAFETY: all-zero is a valid `inode_operations` (every other hook unset).
     ..unsafe { core::mem::zeroed() }
 });

@@ -28,6 +28,7 @@ mod inode;
 mod options;
 #[path = "super.rs"]
 mod super_;
+mod xattr;
 
 module! {
     type: ErofsRs,

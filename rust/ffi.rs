@@ -93,6 +93,8 @@ extern "C" {
         start: i64,
         count: usize,
     );
+    pub(crate) fn erofs_rs_readahead_folio(rac: *mut bindings::readahead_control)
+        -> *mut bindings::folio;
     pub(crate) fn erofs_rs_mapping_set_gfp_kernel(mapping: *mut bindings::address_space);
 
     pub(crate) fn erofs_rs_inode_set_owner(inode: *mut bindings::inode, uid: u32, gid: u32);
@@ -120,6 +122,14 @@ extern "C" {
         namelen: u64,
         uuid: *const u8,
     );
+
+    pub(crate) fn erofs_rs_get_acl(
+        inode: *mut bindings::inode,
+        acl_type: c_int,
+        rcu: bool,
+    ) -> *mut bindings::posix_acl;
+    /// The NULL-terminated table of xattr handlers (user., trusted., security.).
+    pub(crate) static erofs_rs_xattr_handlers: [*const bindings::xattr_handler; 4];
 
     // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h).
     pub(crate) fn folio_unlock(folio: *mut bindings::folio);

@@ -4,7 +4,7 @@
 //! `evict_inode` frees what `iget` attached.
 
 use crate::super_::{format_errno, BStr, SbInfo, MetaSource};
-use crate::{data, dir, erofs_err, ffi, format, Ops};
+use crate::{data, dir, erofs_err, ffi, format, xattr, Ops};
 use core::ptr::NonNull;
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
 use crate::{efscorrupted, eopnotsupp};
@@ -71,7 +71,7 @@ fn fill(inode: *mut bindings::inode, info: &SbInfo, nid: u64) -> Result {
         (*inode).i_ctime_sec = mtime;
         (*inode).i_ctime_nsec = raw.mtime_nsec;
         (*(*inode).i_mapping).a_ops = &data::DATA_AOPS.0;
-        (*inode).i_op = &EMPTY_IOPS.0;
+        (*inode).i_op = &GENERIC_IOPS.0;
     }
     match mode & S_IFMT {
         bindings::S_IFREG => {
@@ -97,7 +97,7 @@ fn fill(inode: *mut bindings::inode, info: &SbInfo, nid: u64) -> Result {
             }
             // SAFETY: as above; `page_get_link` reads the target through our `read_folio`.
             unsafe {
-                (*inode).i_op = &bindings::page_symlink_inode_operations;
+                (*inode).i_op = &SYMLINK_IOPS.0;
                 bindings::inode_nohighmem(inode);
             }
         }
@@ -160,7 +160,19 @@ pub(crate) unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
     }
 }
 
-/// Inode operations of files without any (regular files, special files, internal inodes).
-pub(crate) static EMPTY_IOPS: Ops<bindings::inode_operations> =
-    // SAFETY: all-zero is a valid `inode_operations` (every hook unset).
-    Ops(unsafe { core::mem::zeroed() });
+/// Inode operations of regular and special files.
+pub(crate) static GENERIC_IOPS: Ops<bindings::inode_operations> = Ops(bindings::inode_operations {
+    listxattr: Some(xattr::erofs_listxattr),
+    get_inode_acl: Some(ffi::erofs_rs_get_acl),
+    // SAFETY: all-zero is a valid `inode_operations` (every other hook unset).
+    ..unsafe { core::mem::zeroed() }
+});
+
+/// Inode operations of symlinks: the target is read through the page cache.
+pub(crate) static SYMLINK_IOPS: Ops<bindings::inode_operations> = Ops(bindings::inode_operations {
+    get_link: Some(bindings::page_get_link),
+    listxattr: Some(xattr::erofs_listxattr),
+    get_inode_acl: Some(ffi::erofs_rs_get_acl),
+    // SAFETY: all-zero is a valid `inode_operations` (every other hook unset).
+    ..unsafe { core::mem::zeroed() }
+});

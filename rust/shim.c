@@ -17,6 +17,8 @@
 #include <linux/seq_file.h>
 #include <linux/statfs.h>
 #include <linux/uio.h>
+#include <linux/xattr.h>
+#include <linux/posix_acl_xattr.h>
 
 #include "shim.h"
 
@@ -222,4 +224,98 @@ void erofs_rs_statfs_fill(struct kstatfs *buf, u64 type, u64 bsize, u64 blocks,
 		buf->f_fsid = uuid_to_fsid((u8 *)uuid);
 	else
 		buf->f_fsid = u64_to_fsid(0);
+}
+
+/* The next folio of a readahead request: locked, its reference already dropped. */
+struct folio *erofs_rs_readahead_folio(struct readahead_control *rac)
+{
+	return readahead_folio(rac);
+}
+
+/*
+ * --- xattr handlers and POSIX ACLs (struct xattr_handler is opaque to 6.12's bindings).
+ * The lookups themselves are Rust: erofs_rs_getxattr() in rust/xattr.rs.
+ */
+int erofs_rs_getxattr(struct inode *inode, int index, const char *name,
+		      void *buffer, size_t size);
+
+/* EROFS_XATTR_INDEX_* of the on-disk format */
+#define EROFS_RS_XATTR_INDEX_USER		1
+#define EROFS_RS_XATTR_INDEX_POSIX_ACL_ACCESS	2
+#define EROFS_RS_XATTR_INDEX_POSIX_ACL_DEFAULT	3
+#define EROFS_RS_XATTR_INDEX_TRUSTED		4
+#define EROFS_RS_XATTR_INDEX_SECURITY		6
+
+static int erofs_rs_xattr_get(const struct xattr_handler *handler,
+			      struct dentry *unused, struct inode *inode,
+			      const char *name, void *buffer, size_t size)
+{
+	return erofs_rs_getxattr(inode, handler->flags, name, buffer, size);
+}
+
+static bool erofs_rs_xattr_trusted_list(struct dentry *dentry)
+{
+	return capable(CAP_SYS_ADMIN);
+}
+
+static const struct xattr_handler erofs_rs_xattr_user_handler = {
+	.prefix	= XATTR_USER_PREFIX,
+	.flags	= EROFS_RS_XATTR_INDEX_USER,
+	.get	= erofs_rs_xattr_get,
+};
+
+static const struct xattr_handler erofs_rs_xattr_trusted_handler = {
+	.prefix	= XATTR_TRUSTED_PREFIX,
+	.flags	= EROFS_RS_XATTR_INDEX_TRUSTED,
+	.list	= erofs_rs_xattr_trusted_list,
+	.get	= erofs_rs_xattr_get,
+};
+
+static const struct xattr_handler erofs_rs_xattr_security_handler = {
+	.prefix	= XATTR_SECURITY_PREFIX,
+	.flags	= EROFS_RS_XATTR_INDEX_SECURITY,
+	.get	= erofs_rs_xattr_get,
+};
+
+const struct xattr_handler * const erofs_rs_xattr_handlers[] = {
+	&erofs_rs_xattr_user_handler,
+	&erofs_rs_xattr_trusted_handler,
+	&erofs_rs_xattr_security_handler,
+	NULL,
+};
+
+/* inode_operations.get_inode_acl, as erofs_get_acl() */
+struct posix_acl *erofs_rs_get_acl(struct inode *inode, int type, bool rcu)
+{
+	struct posix_acl *acl;
+	int prefix, rc;
+	char *value = NULL;
+
+	if (rcu)
+		return ERR_PTR(-ECHILD);
+	switch (type) {
+	case ACL_TYPE_ACCESS:
+		prefix = EROFS_RS_XATTR_INDEX_POSIX_ACL_ACCESS;
+		break;
+	case ACL_TYPE_DEFAULT:
+		prefix = EROFS_RS_XATTR_INDEX_POSIX_ACL_DEFAULT;
+		break;
+	default:
+		return ERR_PTR(-EINVAL);
+	}
+	rc = erofs_rs_getxattr(inode, prefix, "", NULL, 0);
+	if (rc > 0) {
+		value = kmalloc(rc, GFP_KERNEL);
+		if (!value)
+			return ERR_PTR(-ENOMEM);
+		rc = erofs_rs_getxattr(inode, prefix, "", value, rc);
+	}
+	if (rc == -ENODATA)
+		acl = NULL;
+	else if (rc < 0)
+		acl = ERR_PTR(rc);
+	else
+		acl = posix_acl_from_xattr(&init_user_ns, value, rc);
+	kfree(value);
+	return acl;
 }

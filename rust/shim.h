@@ -20,7 +20,10 @@ struct inode;
 struct iov_iter;
 struct kstatfs;
 struct netfs_cache_resources;
+struct readahead_control;
+struct posix_acl;
 struct seq_file;
+struct xattr_handler;
 
 struct fscache_volume *erofs_rs_acquire_volume(const char *name);
 void erofs_rs_relinquish_volume(struct fscache_volume *volume);
@@ -51,5 +54,10 @@ bool erofs_rs_dir_emit(struct dir_context *ctx, const char *name, int len, u64 i
 void erofs_rs_seq_puts(struct seq_file *m, const char *s);
 bool erofs_rs_ratelimit(void);
 void erofs_rs_statfs_fill(struct kstatfs *buf, u64 type, u64 bsize, u64 blocks, u64 inos, u64 namelen, const u8 *uuid);
+
+struct folio *erofs_rs_readahead_folio(struct readahead_control *rac);
+
+struct posix_acl *erofs_rs_get_acl(struct inode *inode, int type, bool rcu);
+extern const struct xattr_handler * const erofs_rs_xattr_handlers[];
 
 #endif /* EROFS_RS_SHIM_H */

@@ -19,6 +19,7 @@ use kernel::error::{code::*, Error, Result};
 /// `SB_RDONLY` and `SB_NOATIME` of include/linux/fs.h (`BIT()` macros bindgen does not expand).
 const SB_RDONLY: usize = 1 << 0;
 const SB_NOATIME: usize = 1 << 10;
+const SB_POSIXACL: usize = 1 << 16;
 /// `MAX_LFS_FILESIZE` on 64-bit.
 const MAX_LFS_FILESIZE: i64 = i64::MAX;
 /// `EROFS_NAME_LEN`.
@@ -207,7 +208,7 @@ fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> 
 }
 
 impl MetaSource<'_> {
-    fn read_exact_kernel(&self, pos: u64, buf: &mut [u8]) -> Result {
+    pub(crate) fn read_exact_kernel(&self, pos: u64, buf: &mut [u8]) -> Result {
         // SAFETY: the mapping belongs to the inode `self.0` holds a reference to.
         unsafe { crate::folio::read_mapping_bytes(self.0.mapping(), pos, buf) }
     }
@@ -280,7 +281,8 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     // it yet.
     unsafe {
         (*sb).s_magic = bindings::EROFS_SUPER_MAGIC_V1 as usize;
-        (*sb).s_flags |= SB_RDONLY | SB_NOATIME;
+        (*sb).s_flags |= SB_RDONLY | SB_NOATIME | SB_POSIXACL;
+        (*sb).s_xattr = ffi::erofs_rs_xattr_handlers.as_ptr();
         (*sb).s_maxbytes = MAX_LFS_FILESIZE;
         (*sb).s_op = &SUPER_OPS.0;
         (*sb).s_time_gran = 1;
@@ -289,6 +291,13 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     }
 
     let fsid = opts.fsid.as_bytes();
+    // A nodev super block starts with the no-op bdi, whose readahead window is 0: without a bdi
+    // of its own every page would be a separate read (and on-demand request), as in C.
+    // SAFETY: the super block is ours during `fill_super`.
+    let ret = unsafe { bindings::super_setup_bdi(sb) };
+    if ret != 0 {
+        return Err(Error::from_errno(ret));
+    }
     let name = volume_name(&opts)?;
     let volume_cstr = kernel::str::CStr::from_bytes_with_nul(&name).map_err(|_| EINVAL)?;
     let volume = Volume::acquire(volume_cstr).inspect_err(|e| {

@@ -71,7 +71,7 @@ start_daemon() {
   [ -x "$DAEMON" ] || die "$DAEMON is missing: build it with 'make daemon'"
   rm -f "$W/daemon.pid" "$W/stats"
   "$DAEMON" --cache-dir "$W/cachefs/cache" --blob-dir "$blobs" --stats-file "$W/stats" \
-    --pid-file "$W/daemon.pid" "$@" 2>>"$W/daemon.log" &
+    --pid-file "$W/daemon.pid" "$@" >>"$W/daemon.log" 2>&1 </dev/null &
   DAEMON_PID=$!
   local i
   for i in $(seq 1 300); do
@@ -80,6 +80,16 @@ start_daemon() {
     sleep 0.1
   done
   die "the daemon did not bind the cache within 30 s"
+}
+
+# reset_cache [daemon args]: an empty cache (new ext4) and a restarted daemon on the same blobs.
+reset_cache() {
+  local blobs=$1; shift
+  stop_daemon
+  umount "$W/cachefs" || die "cannot unmount the cache filesystem"
+  rm -f "$W/cache.img"
+  setup_cache
+  start_daemon "$blobs" "$@"
 }
 
 stop_daemon() {
