@@ -16,7 +16,8 @@ else
 
 REPO   := $(CURDIR)
 KDIR   ?= $(shell $(REPO)/tools/vm/kernel-dir 2>/dev/null)
-TOOLS  ?= $(HOME)/.cache/erofs_rs/tools
+EROFS_RS_CACHE ?= $(HOME)/.cache/erofs_rs
+TOOLS  ?= $(EROFS_RS_CACHE)/tools
 KMAKE  := $(MAKE) -C $(KDIR) M=$(REPO) LLVM=-22 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
           BINDGEN=$(TOOLS)/bin/bindgen CLIPPY_DRIVER=/usr/bin/clippy-driver
 export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
