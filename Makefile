@@ -4,6 +4,7 @@
 #
 #   make            build erofs_rs.ko against the test kernel (build that first: make kernel)
 #   make check      install what is missing, build everything, run all tests in a VM
+#   make check-full the same with the slow test variants
 #   make demo       build, boot the VM, mount an image on demand through our daemon
 #   make kernel     build (or reuse) the test kernel in ~/.cache/erofs_rs
 #   make deps       install the toolchain and tools (Debian 12, idempotent)
@@ -23,7 +24,7 @@ KMAKE  := $(MAKE) -C $(KDIR) M=$(REPO) LLVM=-22 RUSTC=/usr/bin/rustc RUSTDOC=/us
 export LIBCLANG_PATH ?= /usr/lib/llvm-22/lib
 CARGO_CRATES := tools/ondemandd tools/format-tests
 
-.PHONY: all modules kernel deps clippy cargo-test daemon check demo clean
+.PHONY: all modules kernel deps clippy cargo-test daemon check check-full demo clean
 
 all: modules
 
@@ -53,6 +54,10 @@ cargo-test:
 
 check:
 	tools/check
+
+# make check plus the slow variants (every corpus layout, a 10000-entry directory): ~20 min warm
+check-full:
+	EROFS_RS_FULL=1 tools/check
 
 demo:
 	tools/demo

@@ -32,6 +32,8 @@ setup_work() {
   if ! touch /tmp/.erofs_rs_probe 2>/dev/null; then mount -t tmpfs tmpfs /tmp; fi
   rm -f /tmp/.erofs_rs_probe
   W=$(mktemp -d /tmp/erofs_rs_test.XXXXXX)
+  # A tmpfs of its own: xattrs and ACLs for test trees, nothing left behind.
+  mount -t tmpfs -o size=1G tmpfs "$W" || die "cannot mount a tmpfs on $W"
   trap cleanup EXIT
 }
 
@@ -40,7 +42,7 @@ cleanup() {
   for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null; done
   stop_daemon
   if mountpoint -q "$W/cachefs" 2>/dev/null; then umount "$W/cachefs"; fi
-  [ -n "$W" ] && rm -rf "$W"
+  if [ -n "$W" ]; then umount "$W" 2>/dev/null; rm -rf "$W"; fi
 }
 
 kmsg() { echo "erofs_rs-selftest: $*" > /dev/kmsg 2>/dev/null || true; }

@@ -9,7 +9,7 @@ set -u
 dir=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$dir/../../../.." && pwd)
 problems="$repo/tools/vm/kernel-problems"
-timeout_s=${EROFS_RS_TEST_TIMEOUT:-600}
+default_timeout=${EROFS_RS_TEST_TIMEOUT:-600}
 
 if [ $# -gt 0 ]; then
   tests=()
@@ -26,6 +26,9 @@ for t in "${tests[@]}"; do
   name=$(basename "$t" .sh)
   echo "# ---- $name"
   echo "erofs_rs-selftest-begin: $name" > /dev/kmsg
+  # A test may ask for more time with a "# TIMEOUT: <seconds>" line.
+  timeout_s=$(sed -n 's/^# TIMEOUT: *\([0-9][0-9]*\)$/\1/p' "$t" | head -n 1)
+  timeout_s=${timeout_s:-$default_timeout}
   start=$(date +%s)
   timeout --kill-after=10 "$timeout_s" bash "$t" 2>&1 | sed -u 's/^\([^#]\)/# \1/'
   rc=${PIPESTATUS[0]}

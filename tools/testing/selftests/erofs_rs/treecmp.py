@@ -48,6 +48,11 @@ def entry_line(root, path, dtype):
                 h.update(block)
         fields.append("sha256=" + h.hexdigest())
     fields.append("xattrs=" + xattrs(path))
+    if stat.S_ISDIR(st.st_mode):
+        # readdir order (erofs returns names sorted as on disk) and d_types, hashed
+        with os.scandir(path) as it:
+            order = [e.name + ":" + dtype_of(e) for e in it]
+        fields.append("readdir=%d:%s" % (len(order), hashlib.sha256("/".join(order).encode()).hexdigest()[:16]))
     return " ".join(fields)
 
 
