@@ -159,10 +159,34 @@ fn read_run(run: &mut FolioRun) -> Result {
             })?;
             run.zero(off + want, n - want)?;
         } else {
+            // An extent past the end of its device is corrupt metadata: refuse it before
+            // reading anything (the cache would fail only at the blob's end, after garbage).
+            let limit = info.device_bytes.get(usize::from(m.device)).copied().unwrap_or(0);
+            if limit != 0 && m.physical.checked_add(m.length).map_or(true, |end| end > limit) {
+                erofs_err!(
+                    "{}: nid {}: extent at {} (+{}) past the end of device {} ({} bytes)",
+                    BStr(info.opts.fsid.as_bytes()),
+                    raw.nid,
+                    m.physical,
+                    m.length,
+                    m.device,
+                    limit
+                );
+                return Err(efscorrupted());
+            }
             let cookie = info.cookie(m.device)?;
             // One fscache read for the whole extent piece: on a cache miss, one READ request.
             // SAFETY: `[lpos, lpos + n)` lies in folios of this run, which we hold locked.
-            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, n as usize)? };
+            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, n as usize) }.inspect_err(|e| {
+                erofs_err!(
+                    "{}: nid {}: reading device {} at {} failed: {:?}",
+                    BStr(info.opts.fsid.as_bytes()),
+                    raw.nid,
+                    m.device,
+                    phys,
+                    e
+                );
+            })?;
         }
         off += n;
     }

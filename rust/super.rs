@@ -104,6 +104,9 @@ pub(crate) struct SbInfo {
     pub(crate) fs: format::SuperBlock,
     /// Total blocks of all devices, for statfs.
     pub(crate) total_blocks: u64,
+    /// Size in bytes of each device (0: the primary blob, then the extra devices), or 0 where
+    /// the image does not say (mkfs.erofs 1.5 leaves device-table sizes at 0).
+    pub(crate) device_bytes: KVec<u64>,
     /// The options the filesystem was mounted with.
     pub(crate) opts: Options,
     /// The fscache volume: only held, relinquished on drop after every cookie.
@@ -221,7 +224,7 @@ fn acquire_devices(
     fs: &format::SuperBlock,
     opts: &Options,
     fsid: &[u8],
-) -> Result<(KVec<Cookie>, u64)> {
+) -> Result<(KVec<Cookie>, u64, KVec<u64>)> {
     let n = usize::from(fs.extra_devices);
     if !opts.devices.is_empty() && opts.devices.len() != n {
         erofs_err!(
@@ -233,6 +236,8 @@ fn acquire_devices(
         return Err(EINVAL);
     }
     let mut cookies = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut sizes = KVec::with_capacity(n + 1, GFP_KERNEL)?;
+    sizes.push(fs.blocks << fs.blkszbits, GFP_KERNEL)?;
     let mut total = fs.blocks;
     for i in 0..fs.extra_devices {
         let pos = fs.device_slot_pos(i).map_err(format_errno)?;
@@ -240,6 +245,7 @@ fn acquire_devices(
         MetaSource(meta).read_exact_kernel(pos, &mut raw)?;
         let slot = format::DeviceSlot::parse(&raw).map_err(format_errno)?;
         total = total.checked_add(u64::from(slot.blocks)).ok_or(efscorrupted())?;
+        sizes.push(u64::from(slot.blocks) << fs.blkszbits, GFP_KERNEL)?;
         let key: &[u8] = match opts.devices.get(usize::from(i)) {
             Some(v) => v.as_bytes(),
             None => {
@@ -256,7 +262,7 @@ fn acquire_devices(
         })?;
         cookies.push(cookie, GFP_KERNEL)?;
     }
-    Ok((cookies, total))
+    Ok((cookies, total, sizes))
 }
 
 fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result {
@@ -312,7 +318,7 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     })?;
     let meta = BlobCache::new(sb, cookie, bindings::PAGE_SHIFT as u8)?;
     let fs = read_superblock(&meta, fsid)?;
-    let (devices, total_blocks) = acquire_devices(&volume, &meta, &fs, &opts, fsid)?;
+    let (devices, total_blocks, device_bytes) = acquire_devices(&volume, &meta, &fs, &opts, fsid)?;
 
     // SAFETY: as above, the super block is ours during `fill_super`.
     unsafe {
@@ -324,7 +330,7 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     let root_nid = fs.root_nid;
     drop(name);
     let info = KBox::new(
-        SbInfo { meta: Some(meta), devices, fs, total_blocks, opts, _volume: volume },
+        SbInfo { meta: Some(meta), devices, fs, total_blocks, device_bytes, opts, _volume: volume },
         GFP_KERNEL,
     )?;
     // SAFETY: ownership of the box moves to `s_fs_info`; `kill_sb` takes it back.

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Corrupt one on-disk field of an uncompressed EROFS image (4 KiB blocks), for the selftests.
+
+usage: erofs_poke.py IMAGE KIND [NAME]
+KIND: dirent-nameoff     root directory: first dirent's name offset past the block
+      dirent-nid NAME    root directory: the dirent NAME points to a nid far past the image
+      inode-format NAME  inode of NAME: unknown on-disk format version
+      inode-size NAME    inode of NAME: size far past the image (flat layouts)
+      inode-layout NAME  inode of NAME: a compressed data layout
+Prints what it changed.
+"""
+import struct
+import sys
+
+BLK = 4096
+
+
+class Image:
+    def __init__(self, path):
+        self.f = open(path, "r+b")
+        sb = self.read(1024, 128)
+        magic, = struct.unpack_from("<I", sb, 0)
+        assert magic == 0xE0F5E1E2, "not an EROFS image"
+        assert sb[12] == 12, "only 4 KiB blocks"
+        self.root_nid, = struct.unpack_from("<H", sb, 14)
+        self.meta_blkaddr, = struct.unpack_from("<I", sb, 40)
+
+    def read(self, pos, n):
+        self.f.seek(pos)
+        return self.f.read(n)
+
+    def write(self, pos, data):
+        self.f.seek(pos)
+        self.f.write(data)
+
+    def inode_pos(self, nid):
+        return self.meta_blkaddr * BLK + nid * 32
+
+    def inode(self, nid):
+        pos = self.inode_pos(nid)
+        raw = self.read(pos, 64)
+        fmt, icount = struct.unpack_from("<HH", raw, 0)
+        extended = fmt & 1
+        layout = (fmt >> 1) & 7
+        if extended:
+            size, = struct.unpack_from("<Q", raw, 8)
+            isize = 64
+        else:
+            size, = struct.unpack_from("<I", raw, 8)
+            isize = 32
+        raw_blkaddr, = struct.unpack_from("<I", raw, 16)
+        xsize = 0 if icount == 0 else 12 + (icount - 1) * 4
+        return dict(pos=pos, extended=extended, layout=layout, size=size, isize=isize,
+                    blkaddr=raw_blkaddr, xsize=xsize)
+
+    def dir_block0(self, nid):
+        """Byte position of the first directory block of a (small) directory."""
+        ino = self.inode(nid)
+        if ino["layout"] == 2 and ino["size"] <= BLK and ino["blkaddr"] == 0xFFFFFFFF or \
+                ino["layout"] == 2 and ino["size"] < BLK:
+            return ino["pos"] + ino["isize"] + ino["xsize"]   # inline (tail-packed) block
+        return ino["blkaddr"] * BLK
+
+    def dirents(self, nid):
+        base = self.dir_block0(nid)
+        size = min(self.inode(nid)["size"], BLK)
+        blk = self.read(base, size)
+        nameoff0, = struct.unpack_from("<H", blk, 8)
+        n = nameoff0 // 12
+        out = []
+        for i in range(n):
+            dnid, off, ftype = struct.unpack_from("<QHB", blk, i * 12)
+            end = struct.unpack_from("<H", blk, (i + 1) * 12 + 8)[0] if i + 1 < n else len(blk)
+            name = blk[off:end].split(b"\0")[0]
+            out.append(dict(pos=base + i * 12, nid=dnid, name=name.decode()))
+        return out
+
+    def child(self, name):
+        for d in self.dirents(self.root_nid):
+            if d["name"] == name:
+                return d
+        raise SystemExit(f"{name} not in the root directory")
+
+
+def crc32c(crc, data):
+    """The kernel's crc32c(): reflected Castagnoli polynomial, no final inversion."""
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc
+
+
+def fix_checksum(img):
+    """Recompute the superblock checksum (feature_compat SB_CHKSUM) over the changed block."""
+    sb = bytearray(img.read(1024, BLK - 1024))
+    compat, = struct.unpack_from("<I", sb, 8)
+    if not compat & 0x1:
+        return
+    struct.pack_into("<I", sb, 4, 0)
+    img.write(1024 + 4, struct.pack("<I", crc32c(0xFFFFFFFF, bytes(sb))))
+
+
+def main():
+    img = Image(sys.argv[1])
+    kind = sys.argv[2]
+    name = sys.argv[3] if len(sys.argv) > 3 else None
+    if kind == "dirent-nameoff":
+        d = img.dirents(img.root_nid)[0]
+        img.write(d["pos"] + 8, struct.pack("<H", 0xFFF0))
+        print(f"root dirent 0 ({d['name']}): nameoff -> 0xfff0")
+    elif kind == "dirent-nid":
+        d = img.child(name)
+        img.write(d["pos"], struct.pack("<Q", 1 << 40))
+        print(f"root dirent {name}: nid {d['nid']} -> {1 << 40}")
+    elif kind not in ("inode-format", "inode-size", "inode-layout"):
+        raise SystemExit(__doc__)
+    else:
+        nid = img.child(name)["nid"]
+        ino = img.inode(nid)
+        fmt, = struct.unpack("<H", img.read(ino["pos"], 2))
+        if kind == "inode-format":
+            img.write(ino["pos"], struct.pack("<H", fmt | 0x2 << 4 | 1 << 4))
+            print(f"{name} (nid {nid}): i_format {fmt:#x} -> unknown version")
+        elif kind == "inode-size":
+            if ino["extended"]:
+                img.write(ino["pos"] + 8, struct.pack("<Q", 1 << 50))
+            else:
+                img.write(ino["pos"] + 8, struct.pack("<I", 0xFFFFF000))
+            print(f"{name} (nid {nid}): size {ino['size']} -> huge")
+        elif kind == "inode-layout":
+            img.write(ino["pos"], struct.pack("<H", (fmt & ~0xE) | (1 << 1)))
+            print(f"{name} (nid {nid}): data layout {ino['layout']} -> 1 (compressed)")
+        else:
+            raise SystemExit(__doc__)
+    fix_checksum(img)
+    img.f.close()
+
+
+if __name__ == "__main__":
+    main()
