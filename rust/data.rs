@@ -146,7 +146,24 @@ fn read_run(run: &mut FolioRun) -> Result {
         let skip = lpos.checked_sub(m.logical).ok_or(efscorrupted())?;
         let avail = m.length.checked_sub(skip).filter(|&a| a > 0).ok_or(efscorrupted())?;
         let n = avail.min(run.len - off);
-        let phys = m.physical.checked_add(skip).ok_or(efscorrupted())?;
+        // Device routing as `erofs_map_dev` does in fscache mode (extra devices are never
+        // flattened into the primary): an extent on device 0 inside a device slot's
+        // `mapped_blkaddr` range is read from that device, relative to the range's start.
+        let dev = if m.mapped && !m.meta {
+            format::map_device(&info.fs, &info.slots, false, m.device, m.physical).map_err(|e| {
+                erofs_err!(
+                    "{}: nid {}: extent on device {} at {}: no such device",
+                    BStr(info.opts.fsid.as_bytes()),
+                    raw.nid,
+                    m.device,
+                    m.physical
+                );
+                format_errno(e)
+            })?
+        } else {
+            format::DeviceMapping { device: 0, physical: m.physical }
+        };
+        let phys = dev.physical.checked_add(skip).ok_or(efscorrupted())?;
         if !m.mapped {
             run.zero(off, n)?;
         } else if m.meta {
@@ -161,20 +178,20 @@ fn read_run(run: &mut FolioRun) -> Result {
         } else {
             // An extent past the end of its device is corrupt metadata: refuse it before
             // reading anything (the cache would fail only at the blob's end, after garbage).
-            let limit = info.device_bytes.get(usize::from(m.device)).copied().unwrap_or(0);
-            if limit != 0 && m.physical.checked_add(m.length).map_or(true, |end| end > limit) {
+            let limit = info.device_bytes.get(usize::from(dev.device)).copied().unwrap_or(0);
+            if limit != 0 && dev.physical.checked_add(m.length).map_or(true, |end| end > limit) {
                 erofs_err!(
                     "{}: nid {}: extent at {} (+{}) past the end of device {} ({} bytes)",
                     BStr(info.opts.fsid.as_bytes()),
                     raw.nid,
-                    m.physical,
+                    dev.physical,
                     m.length,
-                    m.device,
+                    dev.device,
                     limit
                 );
                 return Err(efscorrupted());
             }
-            let cookie = info.cookie(m.device)?;
+            let cookie = info.cookie(dev.device)?;
             // One fscache read for the whole extent piece: on a cache miss, one READ request.
             // SAFETY: `[lpos, lpos + n)` lies in folios of this run, which we hold locked.
             unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, n as usize) }.inspect_err(|e| {
@@ -182,7 +199,7 @@ fn read_run(run: &mut FolioRun) -> Result {
                     "{}: nid {}: reading device {} at {} failed: {:?}",
                     BStr(info.opts.fsid.as_bytes()),
                     raw.nid,
-                    m.device,
+                    dev.device,
                     phys,
                     e
                 );
@@ -213,7 +230,23 @@ unsafe extern "C" fn data_read_folio(_file: *mut bindings::file, folio: *mut bin
     };
     match FolioRun::new(folio).and_then(|mut run| read_run(&mut run)) {
         Ok(()) => 0,
-        Err(e) => e.to_errno(),
+        Err(e) => reader_errno(e),
+    }
+}
+
+/// The errno a reader of file data gets for a failed read.
+///
+/// fscache fails a read with `ENOBUFS` when the object has no cache behind it: the daemon
+/// refused its OPEN, or closed `/dev/cachefiles` (it died without failover). In-tree erofs
+/// passes that on to read(2), where `ENOBUFS` ("No buffer space available") is no documented
+/// error and misleads; for the reader the daemon failed, so it is an I/O error (`EIO`).
+/// Metadata reads keep `ENOBUFS`, as in C: the mount without a daemon is explained by it.
+fn reader_errno(e: kernel::error::Error) -> c_int {
+    // kernel::error::code has no ENOBUFS in 6.12.
+    if e.to_errno() == -(bindings::ENOBUFS as c_int) {
+        EIO.to_errno()
+    } else {
+        e.to_errno()
     }
 }
 

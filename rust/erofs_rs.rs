@@ -18,6 +18,7 @@ use kernel::types::Opaque;
 
 mod data;
 mod dir;
+mod domain;
 mod ffi;
 mod folio;
 // The format layer is shared with user-space tools, which use more of it than the module.

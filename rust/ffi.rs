@@ -48,6 +48,8 @@ extern "C" {
     // rust/shim.c
     pub(crate) fn erofs_rs_acquire_volume(name: *const c_char) -> *mut FscacheVolume;
     pub(crate) fn erofs_rs_relinquish_volume(volume: *mut FscacheVolume);
+    pub(crate) fn erofs_rs_domain_lock();
+    pub(crate) fn erofs_rs_domain_unlock();
     pub(crate) fn erofs_rs_acquire_cookie(
         volume: *mut FscacheVolume,
         key: *const c_void,
@@ -113,6 +115,8 @@ extern "C" {
     ) -> bool;
     pub(crate) fn erofs_rs_seq_puts(m: *mut bindings::seq_file, s: *const c_char);
     pub(crate) fn erofs_rs_ratelimit() -> bool;
+    /// `IS_ENABLED(CONFIG_FS_DAX)`.
+    pub(crate) fn erofs_rs_config_fs_dax() -> bool;
     pub(crate) fn erofs_rs_statfs_fill(
         buf: *mut bindings::kstatfs,
         ftype: u64,

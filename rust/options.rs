@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Mount options, the same as in-tree erofs in fscache mode:
-//! `fsid=<blob>[,domain_id=<domain>][,device=<blob>]...`.
+//! `fsid=<blob>[,domain_id=<domain>][,device=<blob>]...`, plus the generic erofs options that
+//! C accepts in that mode: `[no]user_xattr`, `[no]acl`, `cache_strategy=`, `dax[=...]` and
+//! `[no]directio` (the last two have no effect without a block device or backing file, as in C).
 
 use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::error::{code::*, Result};
@@ -33,6 +35,65 @@ impl Value {
     }
 }
 
+/// `cache_strategy=`: only compressed images use it; accepted and shown as C does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheStrategy {
+    /// `disabled`
+    Disabled = 0,
+    /// `readahead`
+    ReadAhead = 1,
+    /// `readaround` (the default)
+    ReadAround = 2,
+}
+
+impl CacheStrategy {
+    /// The option value, NUL-terminated, as `/proc/mounts` shows it.
+    pub(crate) fn name(self) -> &'static [u8] {
+        match self {
+            CacheStrategy::Disabled => b"disabled\0",
+            CacheStrategy::ReadAhead => b"readahead\0",
+            CacheStrategy::ReadAround => b"readaround\0",
+        }
+    }
+
+    /// The inverse of `as u8`.
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            0 => CacheStrategy::Disabled,
+            1 => CacheStrategy::ReadAhead,
+            _ => CacheStrategy::ReadAround,
+        }
+    }
+}
+
+/// The options that can change on remount (C's `erofs_mount_opts`).
+#[derive(Clone, Copy)]
+pub(crate) struct Flags {
+    /// `user_xattr` (default) or `nouser_xattr`: whether `user.` xattrs are visible.
+    pub(crate) user_xattr: bool,
+    /// `acl` (default) or `noacl`: POSIX ACLs (`SB_POSIXACL`).
+    pub(crate) acl: bool,
+    /// `cache_strategy=`.
+    pub(crate) cache_strategy: CacheStrategy,
+    /// `dax=never` (shown in `/proc/mounts`, as in C).
+    pub(crate) dax_never: bool,
+    /// `dax` or `dax=always`: C turns it off with a log line when there is no DAX device, which
+    /// is always the case with `fsid=`; so does erofs_rs.
+    pub(crate) dax_always: bool,
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            user_xattr: true,
+            acl: true,
+            cache_strategy: CacheStrategy::ReadAround,
+            dax_never: false,
+            dax_always: false,
+        }
+    }
+}
+
 /// Parsed mount options.
 pub(crate) struct Options {
     /// The primary blob (`fsid=`): cookie key of the metadata blob.
@@ -41,6 +102,28 @@ pub(crate) struct Options {
     pub(crate) domain_id: Option<Value>,
     /// `device=` values, in order: cookie keys of the extra blobs, overriding device-table tags.
     pub(crate) devices: KVec<Value>,
+    /// The options that remount may change.
+    pub(crate) flags: Flags,
+}
+
+/// What an option string holds; `fsid` is required at mount, not at remount.
+pub(crate) struct Parsed {
+    /// `fsid=`, if given.
+    pub(crate) fsid: Option<Value>,
+    /// `domain_id=`, if given.
+    pub(crate) domain_id: Option<Value>,
+    /// `device=` values, in order.
+    pub(crate) devices: KVec<Value>,
+    /// The other options (defaults where not given).
+    pub(crate) flags: Flags,
+}
+
+impl Parsed {
+    /// The options of a mount: `None` without `fsid=`.
+    pub(crate) fn into_options(self) -> Option<Options> {
+        let Parsed { fsid, domain_id, devices, flags } = self;
+        fsid.map(|fsid| Options { fsid, domain_id, devices, flags })
+    }
 }
 
 /// Why an option string was refused; the message names the offending option.
@@ -49,8 +132,6 @@ pub(crate) enum OptError {
     Unknown,
     /// `key` without `=value`, an empty value, or one that is too long.
     BadValue,
-    /// `fsid=` or `domain_id=` given twice.
-    Duplicate,
     /// Too many `device=` options.
     TooMany,
 }
@@ -58,16 +139,43 @@ pub(crate) enum OptError {
 /// Parses a legacy mount data string (`key=value,key=value`).
 ///
 /// On error returns the reason and the offending option, for the caller to log.
-pub(crate) fn parse(data: &[u8]) -> core::result::Result<Option<Options>, (OptError, &[u8])> {
+pub(crate) fn parse(data: &[u8]) -> core::result::Result<Parsed, (OptError, &[u8])> {
     let mut fsid = None;
     let mut domain_id = None;
     let mut devices = KVec::new();
+    let mut flags = Flags::default();
     for opt in data.split(|&c| c == b',').filter(|o| !o.is_empty()) {
         let (key, value) = match opt.iter().position(|&c| c == b'=') {
-            Some(i) => (&opt[..i], Some(&opt[i + 1..])),
+            Some(i) => (opt.get(..i).unwrap_or(opt), opt.get(i + 1..)),
             None => (opt, None),
         };
+        // Flags take no value; `dax` and `cache_strategy` take an enumerated one.
+        let flag = |v: bool| if value.is_none() { Ok(v) } else { Err((OptError::BadValue, opt)) };
+        match (key, value) {
+            (b"user_xattr", _) => flags.user_xattr = flag(true)?,
+            (b"nouser_xattr", _) => flags.user_xattr = flag(false)?,
+            (b"acl", _) => flags.acl = flag(true)?,
+            (b"noacl", _) => flags.acl = flag(false)?,
+            (b"directio" | b"nodirectio", _) => {
+                flag(true)?;
+            }
+            (b"dax", None | Some(b"always")) => {
+                flags.dax_always = true;
+                flags.dax_never = false;
+            }
+            (b"dax", Some(b"never")) => {
+                flags.dax_always = false;
+                flags.dax_never = true;
+            }
+            (b"cache_strategy", Some(b"disabled")) => flags.cache_strategy = CacheStrategy::Disabled,
+            (b"cache_strategy", Some(b"readahead")) => flags.cache_strategy = CacheStrategy::ReadAhead,
+            (b"cache_strategy", Some(b"readaround")) => flags.cache_strategy = CacheStrategy::ReadAround,
+            (b"dax" | b"cache_strategy", _) => return Err((OptError::BadValue, opt)),
+            _ => {}
+        }
         let slot = match key {
+            b"user_xattr" | b"nouser_xattr" | b"acl" | b"noacl" | b"directio" | b"nodirectio"
+            | b"dax" | b"cache_strategy" => continue,
             b"fsid" => &mut fsid,
             b"domain_id" => &mut domain_id,
             b"device" => {
@@ -80,12 +188,11 @@ pub(crate) fn parse(data: &[u8]) -> core::result::Result<Option<Options>, (OptEr
             }
             _ => return Err((OptError::Unknown, opt)),
         };
-        if slot.is_some() {
-            return Err((OptError::Duplicate, opt));
-        }
+        // Given twice, the last one wins, as with C's fs_parse (and libmount's remount passes
+        // the mounted options followed by the new ones).
         *slot = Some(value_of(opt, value)?);
     }
-    Ok(fsid.map(|fsid| Options { fsid, domain_id, devices }))
+    Ok(Parsed { fsid, domain_id, devices, flags })
 }
 
 fn value_of<'a>(opt: &'a [u8], value: Option<&[u8]>) -> core::result::Result<Value, (OptError, &'a [u8])> {
@@ -102,8 +209,7 @@ impl OptError {
     pub(crate) fn describe(&self) -> &'static str {
         match self {
             OptError::Unknown => "unknown mount option",
-            OptError::BadValue => "missing, empty or too long value for mount option",
-            OptError::Duplicate => "mount option given twice",
+            OptError::BadValue => "missing, empty, invalid or too long value for mount option",
             OptError::TooMany => "too many device= options",
         }
     }

@@ -11,6 +11,7 @@
 #include <linux/fs.h>
 #include <linux/fscache.h>
 #include <linux/highmem.h>
+#include <linux/mutex.h>
 #include <linux/netfs.h>
 #include <linux/pagemap.h>
 #include <linux/ratelimit.h>
@@ -204,6 +205,11 @@ void erofs_rs_seq_puts(struct seq_file *m, const char *s)
 
 static DEFINE_RATELIMIT_STATE(erofs_rs_rs, 5 * HZ, 10);
 
+bool erofs_rs_config_fs_dax(void)
+{
+	return IS_ENABLED(CONFIG_FS_DAX);
+}
+
 bool erofs_rs_ratelimit(void)
 {
 	return __ratelimit(&erofs_rs_rs);
@@ -318,4 +324,17 @@ struct posix_acl *erofs_rs_get_acl(struct inode *inode, int type, bool rcu)
 		acl = posix_acl_from_xattr(&init_user_ns, value, rc);
 	kfree(value);
 	return acl;
+}
+
+/* Serialises erofs_rs's domain and shared-cookie tables (rust/domain.rs). */
+static DEFINE_MUTEX(erofs_rs_domain_mutex);
+
+void erofs_rs_domain_lock(void)
+{
+	mutex_lock(&erofs_rs_domain_mutex);
+}
+
+void erofs_rs_domain_unlock(void)
+{
+	mutex_unlock(&erofs_rs_domain_mutex);
 }

@@ -27,6 +27,8 @@ struct xattr_handler;
 
 struct fscache_volume *erofs_rs_acquire_volume(const char *name);
 void erofs_rs_relinquish_volume(struct fscache_volume *volume);
+void erofs_rs_domain_lock(void);
+void erofs_rs_domain_unlock(void);
 struct fscache_cookie *erofs_rs_acquire_cookie(struct fscache_volume *volume, const void *key, size_t key_len);
 void erofs_rs_relinquish_cookie(struct fscache_cookie *cookie);
 int erofs_rs_begin_read(struct netfs_cache_resources *cres, struct fscache_cookie *cookie);
@@ -53,6 +55,8 @@ const unsigned char *erofs_rs_dentry_name(const struct dentry *dentry, u32 *len)
 bool erofs_rs_dir_emit(struct dir_context *ctx, const char *name, int len, u64 ino, unsigned int type);
 void erofs_rs_seq_puts(struct seq_file *m, const char *s);
 bool erofs_rs_ratelimit(void);
+/* IS_ENABLED(CONFIG_FS_DAX): C erofs refuses dax options without it. */
+bool erofs_rs_config_fs_dax(void);
 void erofs_rs_statfs_fill(struct kstatfs *buf, u64 type, u64 bsize, u64 blocks, u64 inos, u64 namelen, const u8 *uuid);
 
 struct folio *erofs_rs_readahead_folio(struct readahead_control *rac);

@@ -6,11 +6,13 @@
 //! `erofs,<domain_id|fsid>`, the cookie of the primary blob (`fsid`), read the superblock through
 //! the blob's page cache (a miss becomes an on-demand READ), then one cookie per extra device.
 
+use crate::domain::{CookieRef, DomainRef, VolumeRef};
 use crate::fscache::{Cookie, Volume};
 use crate::options::{self, Options};
 use crate::{data, erofs_err, ffi, format, inode, Ops};
-use kernel::ffi::{c_int, c_void};
+use kernel::ffi::{c_char, c_int, c_void};
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::alloc::{flags::GFP_KERNEL, KBox, KVec};
 use crate::{efscorrupted, eopnotsupp};
 use kernel::bindings;
@@ -19,7 +21,7 @@ use kernel::error::{code::*, Error, Result};
 /// `SB_RDONLY` and `SB_NOATIME` of include/linux/fs.h (`BIT()` macros bindgen does not expand).
 const SB_RDONLY: usize = 1 << 0;
 const SB_NOATIME: usize = 1 << 10;
-const SB_POSIXACL: usize = 1 << 16;
+pub(crate) const SB_POSIXACL: usize = 1 << 16;
 /// `MAX_LFS_FILESIZE` on 64-bit.
 const MAX_LFS_FILESIZE: i64 = i64::MAX;
 /// `EROFS_NAME_LEN`.
@@ -31,15 +33,14 @@ pub(crate) const EROFS_NAME_LEN: u64 = 255;
 /// # Invariants
 ///
 /// `inode` was returned by `new_inode()` and we hold its only reference; its `i_private` points
-/// to `cookie`, which lives in a box that outlives the inode.
+/// to the cookie of `cookie`, whose address is stable and which outlives the inode.
 pub(crate) struct BlobCache {
     inode: NonNull<bindings::inode>,
-    cookie: KBox<Cookie>,
+    cookie: CookieRef,
 }
 
 impl BlobCache {
-    fn new(sb: *mut bindings::super_block, cookie: Cookie, blkszbits: u8) -> Result<Self> {
-        let cookie = KBox::new(cookie, GFP_KERNEL)?;
+    fn new(sb: *mut bindings::super_block, cookie: CookieRef, blkszbits: u8) -> Result<Self> {
         // SAFETY: `sb` is the super block being set up by `fill_super`.
         let inode = NonNull::new(unsafe { bindings::new_inode(sb) }).ok_or(ENOMEM)?;
         let i = inode.as_ptr();
@@ -99,7 +100,10 @@ pub(crate) struct SbInfo {
     /// Page cache and cookie of the primary blob; `None` once released by `kill_sb`.
     pub(crate) meta: Option<BlobCache>,
     /// Cookies of the extra devices (device ids 1..), in device-table order.
-    pub(crate) devices: KVec<Cookie>,
+    pub(crate) devices: KVec<CookieRef>,
+    /// The device table (slot `i` is device `i + 1`): sizes and `mapped_blkaddr` ranges for
+    /// [`format::map_device`].
+    pub(crate) slots: KVec<format::DeviceSlot>,
     /// The validated on-disk superblock.
     pub(crate) fs: format::SuperBlock,
     /// Total blocks of all devices, for statfs.
@@ -107,10 +111,43 @@ pub(crate) struct SbInfo {
     /// Size in bytes of each device (0: the primary blob, then the extra devices), or 0 where
     /// the image does not say (mkfs.erofs 1.5 leaves device-table sizes at 0).
     pub(crate) device_bytes: KVec<u64>,
-    /// The options the filesystem was mounted with.
+    /// The options the filesystem was mounted with (`opts.flags` as at mount; see `flags`).
     pub(crate) opts: Options,
-    /// The fscache volume: only held, relinquished on drop after every cookie.
-    _volume: Volume,
+    /// The options remount may change, current values.
+    pub(crate) flags: AtomicFlags,
+    /// The fscache volume (the mount's own, or its domain's): only held, dropped after every
+    /// cookie.
+    _volume: VolumeRef,
+}
+
+/// [`options::Flags`] that remount may change while readers look at them: packed in one
+/// atomic word (bit 0 `user_xattr`, bit 1 `acl`, bit 2 `dax=never`, bits 8.. cache strategy).
+pub(crate) struct AtomicFlags(AtomicU32);
+
+impl AtomicFlags {
+    fn new(f: options::Flags) -> Self {
+        Self(AtomicU32::new(Self::pack(f)))
+    }
+
+    fn pack(f: options::Flags) -> u32 {
+        u32::from(f.user_xattr) | u32::from(f.acl) << 1 | u32::from(f.dax_never) << 2 | (f.cache_strategy as u32) << 8
+    }
+
+    /// The current flags.
+    pub(crate) fn get(&self) -> options::Flags {
+        let v = self.0.load(Ordering::Relaxed);
+        options::Flags {
+            user_xattr: v & 1 != 0,
+            acl: v & 2 != 0,
+            dax_never: v & 4 != 0,
+            dax_always: false,
+            cache_strategy: options::CacheStrategy::from_u8((v >> 8) as u8),
+        }
+    }
+
+    fn set(&self, f: options::Flags) {
+        self.0.store(Self::pack(f), Ordering::Relaxed);
+    }
 }
 
 impl SbInfo {
@@ -133,7 +170,7 @@ impl SbInfo {
     pub(crate) fn cookie(&self, id: u16) -> Result<&Cookie> {
         match id {
             0 => Ok(self.meta()?.cookie()),
-            n => self.devices.get(usize::from(n) - 1).ok_or(efscorrupted()),
+            n => self.devices.get(usize::from(n) - 1).map(|c| &**c).ok_or(efscorrupted()),
         }
     }
 }
@@ -171,12 +208,15 @@ fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> 
         }
     })?;
     let parsed = page0.with_page(0, |bytes| {
-        let sb = bytes
+        // C's order: magic, block size, checksum, then the rest of the superblock.
+        if !format::precheck(bytes)? {
+            return Ok(None);
+        }
+        bytes
             .get(format::EROFS_SUPER_OFFSET as usize..)
             .ok_or(format::Error::Corrupted)
-            .and_then(format::SuperBlock::parse)?;
-        sb.verify_checksum(bytes)?;
-        Ok(sb)
+            .and_then(format::SuperBlock::parse)
+            .map(Some)
     })?;
     let sb = parsed.map_err(|e| {
         match e {
@@ -192,12 +232,17 @@ fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> 
                 erofs_err!("{}: unsupported superblock (block size or layout)", BStr(fsid))
             }
             format::Error::Corrupted => {
-                erofs_err!("{}: corrupted superblock (or bad superblock checksum)", BStr(fsid))
+                erofs_err!("{}: corrupted superblock", BStr(fsid))
             }
             format::Error::Io => erofs_err!("{}: cannot read the superblock", BStr(fsid)),
         }
         format_errno(e)
     })?;
+    let Some(sb) = sb else {
+        // As in C (`erofs_superblock_csum_verify`): EBADMSG, not EFSCORRUPTED.
+        erofs_err!("{}: invalid superblock checksum", BStr(fsid));
+        return Err(Error::from_errno(-(bindings::EBADMSG as i32)));
+    };
     let unsupported = sb.unsupported_incompat();
     if unsupported != 0 {
         erofs_err!(
@@ -217,14 +262,24 @@ impl MetaSource<'_> {
     }
 }
 
+/// What [`acquire_devices`] returns: the extra devices of a mount.
+struct Devices {
+    cookies: KVec<CookieRef>,
+    slots: KVec<format::DeviceSlot>,
+    /// Blocks of all devices, the primary's included.
+    total_blocks: u64,
+    /// Bytes of each device, the primary first (0 where unknown).
+    sizes: KVec<u64>,
+}
+
 /// Acquires the cookies of the extra devices: `device=` values in order, else device-table tags.
 fn acquire_devices(
-    volume: &Volume,
+    volume: &VolumeRef,
     meta: &BlobCache,
     fs: &format::SuperBlock,
     opts: &Options,
     fsid: &[u8],
-) -> Result<(KVec<Cookie>, u64, KVec<u64>)> {
+) -> Result<Devices> {
     let n = usize::from(fs.extra_devices);
     if !opts.devices.is_empty() && opts.devices.len() != n {
         erofs_err!(
@@ -236,6 +291,7 @@ fn acquire_devices(
         return Err(EINVAL);
     }
     let mut cookies = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
     let mut sizes = KVec::with_capacity(n + 1, GFP_KERNEL)?;
     sizes.push(fs.blocks << fs.blkszbits, GFP_KERNEL)?;
     let mut total = fs.blocks;
@@ -257,12 +313,14 @@ fn acquire_devices(
             erofs_err!("{}: device {} has no tag and no device= option", BStr(fsid), u32::from(i) + 1);
             return Err(efscorrupted());
         }
-        let cookie = Cookie::acquire(volume, key).inspect_err(|_| {
+        // Shared with other mounts of the domain that use the same blob, as in C.
+        let cookie = volume.cookie(key, false).inspect_err(|_| {
             erofs_err!("{}: failed to get cookie for device {}", BStr(fsid), BStr(key));
         })?;
         cookies.push(cookie, GFP_KERNEL)?;
+        slots.push(slot, GFP_KERNEL)?;
     }
-    Ok((cookies, total, sizes))
+    Ok(Devices { cookies, slots, total_blocks: total, sizes })
 }
 
 fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result {
@@ -272,7 +330,7 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
         // SAFETY: legacy mount data is a NUL-terminated string of at most a page.
         unsafe { kernel::str::CStr::from_char_ptr(data.cast()) }.as_bytes()
     };
-    let opts = match options::parse(raw) {
+    let mut opts = match options::parse(raw).map(options::Parsed::into_options) {
         Ok(Some(o)) => o,
         Ok(None) => {
             kernel::pr_err!("fsid= is required: erofs_rs mounts blobs through fscache only\n");
@@ -283,11 +341,17 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
             return Err(e.errno());
         }
     };
+    check_dax(&opts.flags)?;
+    if opts.flags.dax_always {
+        // As C: there is never a DAX device under fscache.
+        erofs_err!("{}: DAX unsupported by block device. Turning off DAX.", BStr(opts.fsid.as_bytes()));
+        opts.flags.dax_always = false;
+    }
     // SAFETY: `sb` is the new super block `mount_nodev` hands to `fill_super`; nobody else uses
     // it yet.
     unsafe {
         (*sb).s_magic = bindings::EROFS_SUPER_MAGIC_V1 as usize;
-        (*sb).s_flags |= SB_RDONLY | SB_NOATIME | SB_POSIXACL;
+        (*sb).s_flags |= SB_RDONLY | SB_NOATIME | if opts.flags.acl { SB_POSIXACL } else { 0 };
         (*sb).s_xattr = ffi::erofs_rs_xattr_handlers.as_ptr();
         (*sb).s_maxbytes = MAX_LFS_FILESIZE;
         (*sb).s_op = &SUPER_OPS.0;
@@ -306,19 +370,22 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     }
     let name = volume_name(&opts)?;
     let volume_cstr = kernel::str::CStr::from_bytes_with_nul(&name).map_err(|_| EINVAL)?;
-    let volume = Volume::acquire(volume_cstr).inspect_err(|e| {
-        erofs_err!(
-            "failed to register volume for {}: {:?} (is a cachefiles daemon bound in ondemand mode?)",
-            BStr(&name[..name.len() - 1]),
-            e
-        );
-    })?;
-    let cookie = Cookie::acquire(&volume, fsid).inspect_err(|_| {
-        erofs_err!("failed to get cookie for {}", BStr(fsid));
-    })?;
+    let volume = match &opts.domain_id {
+        Some(d) => VolumeRef::Domain(DomainRef::get(d.as_bytes(), volume_cstr)?),
+        None => VolumeRef::Own(Volume::acquire(volume_cstr).inspect_err(|e| {
+            erofs_err!(
+                "failed to register volume for {}: {:?} (is a cachefiles daemon bound in ondemand mode?)",
+                BStr(&name[..name.len() - 1]),
+                e
+            );
+        })?),
+    };
+    // The primary blob must be new in its domain (EEXIST otherwise, as in C).
+    let cookie = volume.cookie(fsid, true)?;
     let meta = BlobCache::new(sb, cookie, bindings::PAGE_SHIFT as u8)?;
     let fs = read_superblock(&meta, fsid)?;
-    let (devices, total_blocks, device_bytes) = acquire_devices(&volume, &meta, &fs, &opts, fsid)?;
+    let Devices { cookies: devices, slots, total_blocks, sizes: device_bytes } =
+        acquire_devices(&volume, &meta, &fs, &opts, fsid)?;
 
     // SAFETY: as above, the super block is ours during `fill_super`.
     unsafe {
@@ -330,7 +397,17 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     let root_nid = fs.root_nid;
     drop(name);
     let info = KBox::new(
-        SbInfo { meta: Some(meta), devices, fs, total_blocks, device_bytes, opts, _volume: volume },
+        SbInfo {
+            meta: Some(meta),
+            devices,
+            slots,
+            fs,
+            total_blocks,
+            device_bytes,
+            flags: AtomicFlags::new(opts.flags),
+            opts,
+            _volume: volume,
+        },
         GFP_KERNEL,
     )?;
     // SAFETY: ownership of the box moves to `s_fs_info`; `kill_sb` takes it back.
@@ -448,6 +525,14 @@ unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut binding
         // SAFETY: `m` is the seq_file being shown; `s` is NUL-terminated.
         unsafe { ffi::erofs_rs_seq_puts(m, s.as_ptr().cast()) }
     };
+    let flags = info.flags.get();
+    put(if flags.user_xattr { b",user_xattr\0" } else { b",nouser_xattr\0" });
+    put(if flags.acl { b",acl\0" } else { b",noacl\0" });
+    put(b",cache_strategy=\0");
+    put(flags.cache_strategy.name());
+    if flags.dax_never {
+        put(b",dax=never\0");
+    }
     put(b",fsid=\0");
     put(info.opts.fsid.as_bytes_with_nul());
     if let Some(d) = &info.opts.domain_id {
@@ -457,9 +542,63 @@ unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut binding
     0
 }
 
+/// C refuses `dax` options when the kernel has no `CONFIG_FS_DAX`.
+fn check_dax(flags: &options::Flags) -> Result {
+    // SAFETY: reads a compile-time constant.
+    if (flags.dax_always || flags.dax_never) && !unsafe { ffi::erofs_rs_config_fs_dax() } {
+        kernel::pr_err!("erofs_rs: dax options not supported\n");
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// `super_operations.remount_fs`, as C's `erofs_fc_reconfigure`: the options are parsed again
+/// from their defaults; `[no]user_xattr`, `[no]acl`, `cache_strategy=` and `dax=never` take
+/// effect, `fsid=`/`domain_id=` are ignored with a log line, and the super block stays read-only.
+///
+/// # Safety
+///
+/// Only the kernel calls this, with the arguments its C contract describes.
+unsafe extern "C" fn remount_fs(sb: *mut bindings::super_block, flags: *mut c_int, data: *mut c_char) -> c_int {
+    // SAFETY: `sb` is a mounted erofs_rs super block.
+    let info = unsafe { SbInfo::from_sb(sb) };
+    let raw: &[u8] = if data.is_null() {
+        &[]
+    } else {
+        // SAFETY: legacy mount data is a NUL-terminated string of at most a page.
+        unsafe { kernel::str::CStr::from_char_ptr(data) }.as_bytes()
+    };
+    let parsed = match options::parse(raw) {
+        Ok(p) => p,
+        Err((e, opt)) => {
+            kernel::pr_err!("{}: '{}'\n", e.describe(), BStr(opt));
+            return e.errno().to_errno();
+        }
+    };
+    if let Err(e) = check_dax(&parsed.flags) {
+        return e.to_errno();
+    }
+    if parsed.fsid.is_some() || parsed.domain_id.is_some() {
+        kernel::pr_info!("erofs_rs: {}: ignoring reconfiguration for fsid|domain_id.\n", BStr(info.opts.fsid.as_bytes()));
+    }
+    info.flags.set(parsed.flags);
+    // SAFETY: `flags` points to the new `sb_flags` of the reconfiguration (caller's contract).
+    unsafe {
+        let mut f = *flags as usize;
+        if parsed.flags.acl {
+            f |= SB_POSIXACL;
+        } else {
+            f &= !SB_POSIXACL;
+        }
+        *flags = (f | SB_RDONLY) as c_int;
+    }
+    0
+}
+
 pub(crate) static SUPER_OPS: Ops<bindings::super_operations> = Ops(bindings::super_operations {
     statfs: Some(statfs),
     show_options: Some(show_options),
+    remount_fs: Some(remount_fs),
     evict_inode: Some(inode::evict_inode),
     // SAFETY: all-zero is a valid `super_operations` (every hook unset).
     ..unsafe { core::mem::zeroed() }

@@ -8,8 +8,8 @@
 //! `erofs_rs_getxattr` below; `get_inode_acl` (also in `shim.c`) uses it for
 //! `system.posix_acl_access`/`default` and converts with `posix_acl_from_xattr()`.
 
-use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
-use crate::{erofs_err, format, inode};
+use crate::super_::{format_errno, BStr, MetaSource, SbInfo, SB_POSIXACL};
+use crate::{eopnotsupp, erofs_err, format, inode};
 use kernel::bindings;
 use kernel::error::{code::*, Error, Result};
 use kernel::ffi::{c_char, c_int, c_void};
@@ -59,6 +59,10 @@ fn long_prefix(src: &MetaSource<'_>, info: &SbInfo, e: &format::XattrEntry) -> R
 fn getxattr(inode: *mut bindings::inode, index: u8, name: &[u8], buf: Option<&mut [u8]>) -> Result<usize> {
     // SAFETY: an inode of a mounted erofs_rs super block.
     let (info, ii) = unsafe { (SbInfo::from_sb((*inode).i_sb), inode::info(inode)?) };
+    // `nouser_xattr`: the user. namespace is not there (C: erofs_xattr_generic_get).
+    if index == format::EROFS_XATTR_INDEX_USER && !info.flags.get().user_xattr {
+        return Err(eopnotsupp());
+    }
     let mut found = None;
     for_each_entry(info, &ii.raw, |src, e| {
         let long = long_prefix(src, info, e)?;
@@ -136,12 +140,25 @@ fn listxattr(dentry: *mut bindings::dentry, buf: Option<&mut [u8]>) -> Result<us
     // SAFETY: an inode of a mounted erofs_rs super block.
     let (info, ii) = unsafe { (SbInfo::from_sb((*inode).i_sb), inode::info(inode)?) };
     let mut list = NameList { buf, len: 0 };
+    let flags = info.flags.get();
+    // SAFETY: reading the flags of a live super block.
+    let posixacl = unsafe { (*(*inode).i_sb).s_flags } & SB_POSIXACL != 0;
     for_each_entry(info, &ii.raw, |src, e| {
         let long = long_prefix(src, info, e)?;
         let base = long.as_ref().map(|l| l.base_index).unwrap_or(e.name_index);
         let Some(prefix) = format::prefix_name(base) else { return Ok(false) };
         // SAFETY: plain capability check of the current task.
         if base == format::EROFS_XATTR_INDEX_TRUSTED && !unsafe { bindings::capable(CAP_SYS_ADMIN) } {
+            return Ok(false);
+        }
+        // As C's handler `list` callbacks: user. only with `user_xattr`, ACLs only with `acl`.
+        if base == format::EROFS_XATTR_INDEX_USER && !flags.user_xattr {
+            return Ok(false);
+        }
+        if (base == format::EROFS_XATTR_INDEX_POSIX_ACL_ACCESS
+            || base == format::EROFS_XATTR_INDEX_POSIX_ACL_DEFAULT)
+            && !posixacl
+        {
             return Ok(false);
         }
         let mut infix_buf = [0u8; format::EROFS_NAME_LEN];

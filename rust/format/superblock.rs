@@ -282,6 +282,42 @@ impl SuperBlock {
     }
 }
 
+/// The first checks of the kernel's `erofs_read_superblock`, in its order: magic, block size,
+/// then the checksum when [`EROFS_FEATURE_COMPAT_SB_CHKSUM`] is set; everything else is
+/// [`SuperBlock::parse`]'s. `block0` holds the primary device from offset 0 (one 4 KiB page is
+/// enough). Returns `Ok(false)` on a checksum mismatch (the kernel's `EBADMSG`), else `Ok(true)`;
+/// errors as [`SuperBlock::parse`] (a buffer too short for the checksummed range is Corrupted).
+pub(crate) fn precheck(block0: &[u8]) -> Result<bool> {
+    let buf = block0
+        .get(EROFS_SUPER_OFFSET as usize..)
+        .and_then(|b| b.get(..EROFS_SUPER_SIZE))
+        .ok_or(Error::Corrupted)?;
+    let magic = le32(buf, 0)?;
+    if magic != EROFS_SUPER_MAGIC_V1 {
+        return Err(Error::BadMagic(magic));
+    }
+    let blkszbits = u8_at(buf, 12)?;
+    if !(9..=12).contains(&blkszbits) {
+        return Err(Error::Unsupported);
+    }
+    if le32(buf, 8)? & EROFS_FEATURE_COMPAT_SB_CHKSUM == 0 {
+        return Ok(true);
+    }
+    let len: usize = 1usize << blkszbits;
+    let len = if len > 1024 { len - 1024 } else { len };
+    let data = block0
+        .get(EROFS_SUPER_OFFSET as usize..)
+        .and_then(|d| d.get(..len))
+        .ok_or(Error::Corrupted)?;
+    let (head, rest) = le::split_at(data, 4).ok_or(Error::Corrupted)?;
+    let (csum, rest) = le::split_at(rest, 4).ok_or(Error::Corrupted)?;
+    let expected = u32::from_le_bytes(csum.try_into().map_err(|_| Error::Corrupted)?);
+    let mut crc = crc32c(!0, head);
+    crc = crc32c(crc, &[0u8; 4]);
+    crc = crc32c(crc, rest);
+    Ok(crc == expected)
+}
+
 /// crc32c lookup table (Castagnoli, reflected polynomial 0x82F63B78).
 const CRC32C_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];

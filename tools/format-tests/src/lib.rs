@@ -11,3 +11,11 @@ mod format;
 
 #[cfg(test)]
 mod tests;
+
+/// The fuzz targets of tools/fuzz, compiled here against the same format code.
+#[cfg(test)]
+#[path = "../../fuzz/src/harness.rs"]
+mod harness;
+
+#[cfg(test)]
+mod fuzz_regressions;

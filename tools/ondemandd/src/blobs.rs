@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Blob source: a local directory of blob files looked up by cookie key, and range reads.
+//! Blob sources: where the bytes of a blob named by a cookie key come from. [`BlobStore`] looks
+//! a blob up, [`BlobRead`] reads ranges of it; [`DirStore`] is a local directory of blob files
+//! (`--blob-dir`), `crate::http::HttpStore` an HTTP server (`--source http://...`).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -54,7 +56,38 @@ pub fn resolve(dir: &Path, key: &[u8]) -> io::Result<PathBuf> {
     ))
 }
 
-/// An open blob.
+/// An open blob: its size and range reads. Shared by the fetch threads.
+pub trait BlobRead: Send + Sync {
+    fn size(&self) -> u64;
+    /// Reads exactly `buf.len()` bytes at `off` (UnexpectedEof if the blob is short).
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
+    /// Where the blob is, for messages (a path or a URL).
+    fn location(&self) -> String;
+}
+
+/// Finds blobs by cookie key. `open` errors: NotFound (no such blob) and InvalidInput (unsafe
+/// key) fail the OPEN with ENOENT, others with their errno or EIO.
+pub trait BlobStore: Send + Sync {
+    fn open(&self, key: &[u8]) -> io::Result<Box<dyn BlobRead>>;
+    /// What the store serves from, for the log.
+    fn describe(&self) -> String;
+}
+
+/// `--blob-dir`: blob files in a local directory, see [`resolve`].
+pub struct DirStore(pub PathBuf);
+
+impl BlobStore for DirStore {
+    fn open(&self, key: &[u8]) -> io::Result<Box<dyn BlobRead>> {
+        let b = Blob::open(resolve(&self.0, key)?)?;
+        Ok(Box::new(b))
+    }
+
+    fn describe(&self) -> String {
+        format!("blobs from {}", self.0.display())
+    }
+}
+
+/// An open blob file.
 #[derive(Debug)]
 pub struct Blob {
     pub file: File,
@@ -73,6 +106,60 @@ impl Blob {
     /// e.g. truncated since OPEN).
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, off)
+    }
+}
+
+impl BlobRead for Blob {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        Blob::read_at(self, buf, off)
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// `--source-delay-ms N[:BLOB]` (testing): each fetch from blob `BLOB` (or from every blob) is
+/// held back N ms, as a slow remote source would be.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delays(Vec<(Option<Vec<u8>>, u64)>);
+
+impl Delays {
+    /// Parses and adds one `N` or `N:BLOB`.
+    pub fn add(&mut self, spec: &str) -> Result<(), String> {
+        let (ms, blob) = match spec.split_once(':') {
+            Some((m, b)) => (m, Some(b)),
+            None => (spec, None),
+        };
+        let ms: u64 = ms.parse().ok().filter(|&m| m <= 3_600_000).ok_or_else(|| {
+            format!("bad --source-delay-ms {spec:?}: N[:BLOB], N in ms (at most 1 h)")
+        })?;
+        if blob == Some("") {
+            return Err(format!("bad --source-delay-ms {spec:?}: empty blob name"));
+        }
+        let blob = blob.map(|b| b.as_bytes().to_vec());
+        if self.0.iter().any(|(b, _)| *b == blob) {
+            return Err(format!(
+                "--source-delay-ms {spec:?}: given twice for the same blob"
+            ));
+        }
+        self.0.push((blob, ms));
+        Ok(())
+    }
+
+    /// The delay of a fetch from blob `key`: its own, else the one for every blob, else 0.
+    pub fn get(&self, key: &[u8]) -> std::time::Duration {
+        let own = self.0.iter().find(|(b, _)| b.as_deref() == Some(key));
+        let all = self.0.iter().find(|(b, _)| b.is_none());
+        std::time::Duration::from_millis(own.or(all).map_or(0, |(_, ms)| *ms))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -98,6 +185,24 @@ pub(crate) mod tests {
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn delays() {
+        let mut d = Delays::default();
+        assert!(d.is_empty());
+        assert_eq!(d.get(b"x"), std::time::Duration::ZERO);
+        d.add("500:slow").unwrap();
+        assert_eq!(d.get(b"slow").as_millis(), 500);
+        assert_eq!(d.get(b"other").as_millis(), 0);
+        d.add("20").unwrap();
+        assert_eq!(d.get(b"other").as_millis(), 20);
+        assert_eq!(d.get(b"slow").as_millis(), 500, "a blob's own delay wins");
+        d.add("7:sha256:ab").unwrap();
+        assert_eq!(d.get(b"sha256:ab").as_millis(), 7);
+        for bad in ["", "x", "-1", "1:", "99999999999", "500:slow", "3"] {
+            assert!(d.add(bad).is_err(), "{bad}");
         }
     }
 

@@ -7,7 +7,7 @@
 //! written padded with zeros to a whole page: every write is aligned in offset, length and
 //! memory (an unaligned tail length would fail with EINVAL on xfs).
 
-use crate::blobs::Blob;
+use crate::blobs::BlobRead;
 use crate::proto::PAGE;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
@@ -96,7 +96,7 @@ pub fn pwrite_all(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<()> {
 /// a whole page. Returns the number of blob bytes copied.
 pub fn fill(
     fd: BorrowedFd<'_>,
-    blob: &Blob,
+    blob: &dyn BlobRead,
     start: u64,
     end: u64,
     buf: &mut AlignedBuf,
@@ -142,6 +142,7 @@ pub fn complete(fd: BorrowedFd<'_>, msg_id: u32) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::blobs::tests::TempDir;
+    use crate::blobs::Blob;
     use crate::proto::fill_range;
     use std::os::fd::AsFd;
 

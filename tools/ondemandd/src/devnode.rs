@@ -69,6 +69,13 @@ impl Devnode {
             })
     }
 
+    /// A devnode already open (and bound), e.g. received from an fd store.
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Devnode {
+        Devnode {
+            file: File::from(fd),
+        }
+    }
+
     /// Sends one text command in a single write(), as cachefiles requires.
     pub fn command(&self, cmd: &str) -> io::Result<()> {
         loop {

@@ -42,13 +42,32 @@ pub fn enabled(l: Level) -> bool {
     l as u8 <= LEVEL.load(Ordering::Relaxed)
 }
 
+/// Writes `line` and a newline to stderr in one `write(2)`.
+///
+/// `eprintln!` is unbuffered and issues one write per formatted piece; the daemon, its
+/// supervisor, its worker and `hold` often share one log file, and their lines must not
+/// interleave mid-line (tests grep them).
+pub fn emit(mut line: String) {
+    use std::io::Write;
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `say!("fmt", args...)`: one whole line to stderr (see [`emit`]).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::log::emit(format!($($arg)*))
+    };
+}
+
 /// `log!(Level::Info, "fmt", args...)`
 #[macro_export]
 macro_rules! log {
     ($lvl:expr, $($arg:tt)*) => {{
         let lvl: $crate::log::Level = $lvl;
         if $crate::log::enabled(lvl) {
-            eprintln!("erofs-ondemandd: {}: {}", lvl.name(), format_args!($($arg)*));
+            $crate::log::emit(format!("erofs-ondemandd: {}: {}", lvl.name(), format_args!($($arg)*)));
         }
     }};
 }

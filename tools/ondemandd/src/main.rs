@@ -7,50 +7,122 @@
 
 mod blobs;
 mod cache;
+mod coalesce;
 mod daemon;
 mod devnode;
+mod fault;
+mod fdstore;
+mod http;
 #[macro_use]
 mod log;
 mod proto;
+mod queue;
 mod signals;
 mod stats;
+mod supervise;
 
+use blobs::{Delays, DirStore};
 use daemon::{Daemon, Options};
 use devnode::{Devnode, Event};
+use fault::{Fault, Faults};
 use log::Level;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where blobs come from.
+#[derive(Debug, PartialEq)]
+enum SourceCfg {
+    Dir(PathBuf),
+    Http(http::Url),
+}
 
 #[derive(Debug, PartialEq)]
 struct Config {
     cache_dir: PathBuf,
-    blob_dir: PathBuf,
+    source: SourceCfg,
+    http_timeout: u64,
     tag: Option<String>,
     devnode: PathBuf,
     stats_file: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     level: Level,
     window: u64,
+    faults: Faults,
+    delays: Delays,
+    threads: usize,
+    per_blob: usize,
+    supervise: bool,
+    worker_pid_file: Option<PathBuf>,
+    fd_store: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR --blob-dir DIR [--tag NAME] \
+const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http://HOST[:PORT][/PREFIX]} \
+[--http-timeout SECS] [--tag NAME] \
 [--devnode PATH] [--stats-file PATH] [--pid-file PATH] [--log-level error|warn|info|debug] \
-[--window BYTES] [--foreground]";
+[--window BYTES] [--threads N] [--per-blob N] [--fault KIND[:BLOB]]... \
+[--source-delay-ms N[:BLOB]]... [--supervise [--worker-pid-file PATH]] [--fd-store SOCKET] \
+[--foreground]
+       erofs-ondemandd hold --socket SOCKET [--pid-file PATH] [--log-level LEVEL]
+fault kinds (testing only): refuse-open, read-no-data, short-write, misaligned-write, write-past, close-anon-fd, no-answer, exit-on-read";
+
+/// `hold` arguments (after the word `hold`): the socket path, the pid file, the log level.
+fn parse_hold<I: IntoIterator<Item = String>>(
+    args: I,
+) -> Result<(PathBuf, Option<PathBuf>, Level), String> {
+    let mut args = args.into_iter();
+    let (mut socket, mut pid_file, mut level) = (None, None, Level::Info);
+    while let Some(a) = args.next() {
+        let (key, val) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let val = val
+            .or_else(|| args.next())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{key} needs a value"))?;
+        match key.as_str() {
+            "--socket" => socket = Some(PathBuf::from(val)),
+            "--pid-file" => pid_file = Some(PathBuf::from(val)),
+            "--log-level" => {
+                level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
+            }
+            _ => return Err(format!("hold: unknown argument {key}")),
+        }
+    }
+    Ok((socket.ok_or("hold: --socket is required")?, pid_file, level))
+}
+
+/// A count option's value: 1..=max.
+fn count(key: &str, val: &str, max: usize) -> Result<usize, String> {
+    val.parse()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("bad {key} {val:?}: a number from 1 to {max}"))
+}
 
 /// Parses the command line (without argv[0]). Ok(None) for --help.
 fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>, String> {
     let mut args = args.into_iter();
     let mut cache_dir = None;
-    let mut blob_dir = None;
+    let mut source = None;
     let mut cfg = Config {
         cache_dir: PathBuf::new(),
-        blob_dir: PathBuf::new(),
+        source: SourceCfg::Dir(PathBuf::new()),
+        http_timeout: 30,
         tag: None,
         devnode: PathBuf::from("/dev/cachefiles"),
         stats_file: None,
         pid_file: None,
         level: Level::Info,
         window: 1 << 20,
+        faults: Faults::default(),
+        delays: Delays::default(),
+        threads: 16,
+        per_blob: 4,
+        supervise: false,
+        worker_pid_file: None,
+        fd_store: None,
     };
     while let Some(a) = args.next() {
         let (key, inline) = match a.split_once('=') {
@@ -60,6 +132,10 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         match key.as_str() {
             "--help" | "-h" => return Ok(None),
             "--foreground" => continue,
+            "--supervise" => {
+                cfg.supervise = true;
+                continue;
+            }
             _ => {}
         }
         let val = match inline {
@@ -71,7 +147,17 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         }
         match key.as_str() {
             "--cache-dir" => cache_dir = Some(PathBuf::from(val)),
-            "--blob-dir" => blob_dir = Some(PathBuf::from(val)),
+            "--blob-dir" | "--source" => {
+                if source.is_some() {
+                    return Err("give one of --blob-dir and --source, once".into());
+                }
+                source = Some(if key == "--source" && val.contains("://") {
+                    SourceCfg::Http(http::Url::parse(&val)?)
+                } else {
+                    SourceCfg::Dir(PathBuf::from(val))
+                });
+            }
+            "--http-timeout" => cfg.http_timeout = count(&key, &val, 3600)? as u64,
             "--tag" => {
                 if val.contains(|c: char| c.is_whitespace() || c == '\0') {
                     return Err(format!("bad --tag {val:?}: no whitespace allowed"));
@@ -81,7 +167,13 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
             "--devnode" => cfg.devnode = val.into(),
             "--stats-file" => cfg.stats_file = Some(val.into()),
             "--pid-file" => cfg.pid_file = Some(val.into()),
+            "--fault" => cfg.faults.add(Fault::parse(&val)?)?,
             "--window" => cfg.window = val.parse().map_err(|_| format!("bad --window {val:?}"))?,
+            "--threads" => cfg.threads = count(&key, &val, 1024)?,
+            "--per-blob" => cfg.per_blob = count(&key, &val, 1024)?,
+            "--source-delay-ms" => cfg.delays.add(&val)?,
+            "--worker-pid-file" => cfg.worker_pid_file = Some(val.into()),
+            "--fd-store" => cfg.fd_store = Some(val.into()),
             "--log-level" => {
                 cfg.level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
             }
@@ -89,11 +181,27 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         }
     }
     cfg.cache_dir = cache_dir.ok_or("--cache-dir is required")?;
-    cfg.blob_dir = blob_dir.ok_or("--blob-dir is required")?;
+    cfg.source = source.ok_or("--blob-dir or --source is required")?;
     Ok(Some(cfg))
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("hold") {
+        match parse_hold(std::env::args().skip(2)) {
+            Ok((socket, pid_file, level)) => {
+                log::set_level(level);
+                if let Err(e) = fdstore::hold(&socket, pid_file.as_deref()) {
+                    log!(Level::Error, "{e}");
+                    std::process::exit(1);
+                }
+                return;
+            }
+            Err(e) => {
+                say!("erofs-ondemandd: {e}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
     let cfg = match parse_args(std::env::args().skip(1)) {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -101,7 +209,7 @@ fn main() {
             return;
         }
         Err(e) => {
-            eprintln!("erofs-ondemandd: {e}\n{USAGE}");
+            say!("erofs-ondemandd: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
@@ -113,43 +221,162 @@ fn main() {
 }
 
 fn run(cfg: Config) -> Result<(), String> {
-    if !cfg.blob_dir.is_dir() {
-        return Err(format!(
-            "--blob-dir {}: not a directory",
-            cfg.blob_dir.display()
-        ));
+    if let SourceCfg::Dir(d) = &cfg.source {
+        if !d.is_dir() {
+            return Err(format!("--blob-dir {}: not a directory", d.display()));
+        }
     }
-    // Block the signals before anything else so none is lost (and threads added later inherit
-    // the mask).
-    let sigfd = signals::SignalFd::termination().map_err(|e| format!("signalfd: {e}"))?;
-    let dev = Devnode::open(&cfg.devnode)?;
-    dev.bind(&cfg.cache_dir, cfg.tag.as_deref())?;
-    eprintln!(
-        "erofs-ondemandd: bound {} (ondemand)",
-        cfg.cache_dir.display()
-    );
-    log!(Level::Info, "serving blobs from {}", cfg.blob_dir.display());
+    // Block the signals before anything else so none is lost (and threads and workers started
+    // later inherit the mask).
+    let mut sigs = vec![libc::SIGTERM, libc::SIGINT];
+    if cfg.supervise {
+        sigs.push(libc::SIGCHLD);
+    }
+    let sigfd = signals::SignalFd::new(&sigs).map_err(|e| format!("signalfd: {e}"))?;
+    let open_bind = || -> Result<Devnode, String> {
+        let dev = Devnode::open(&cfg.devnode)?;
+        dev.bind(&cfg.cache_dir, cfg.tag.as_deref())?;
+        Ok(dev)
+    };
+    // With --fd-store, the device may come bound from the holder (`first` > 0: hand-overs).
+    let (dev, first) = match &cfg.fd_store {
+        Some(sock) => fdstore::get_or_put(sock, open_bind)?,
+        None => (open_bind()?, 0),
+    };
+    if first > 0 {
+        say!(
+            "erofs-ondemandd: got the bound device from {} (hand-over {first})",
+            cfg.fd_store.as_deref().unwrap_or(Path::new("")).display()
+        );
+    } else {
+        say!(
+            "erofs-ondemandd: bound {} (ondemand)",
+            cfg.cache_dir.display()
+        );
+    }
     if let Some(p) = &cfg.pid_file {
         stats::write_atomic(p, &format!("{}\n", std::process::id()))
             .map_err(|e| format!("--pid-file {}: {e}", p.display()))?;
     }
-    let opts = Options {
-        blob_dir: cfg.blob_dir.clone(),
-        stats_file: cfg.stats_file.clone(),
-        window: cfg.window,
-    };
-    let mut d = Daemon::new(opts, &dev).map_err(|e| format!("{e}"))?;
-    d.write_stats();
-    let r = serve(&dev, &sigfd, &mut d);
-    eprintln!("erofs-ondemandd: exiting: {}", d.stats.summary());
+    let dev = Arc::new(dev);
+    if !cfg.supervise {
+        worker(&cfg, dev, sigfd, first)
+    }
+    let code = supervise::run(&sigfd, first, &|restarts| {
+        // In the forked worker: its own signalfd (the mask is inherited).
+        match signals::SignalFd::termination() {
+            Ok(fd) => worker(&cfg, Arc::clone(&dev), fd, restarts),
+            Err(e) => {
+                log!(Level::Error, "signalfd: {e}");
+                std::process::exit(1)
+            }
+        }
+    });
     if let Some(p) = &cfg.pid_file {
         let _ = std::fs::remove_file(p);
     }
+    std::process::exit(code)
+}
+
+/// Serves requests on the bound `dev` until a signal or a devnode failure, then exits. With
+/// `restarts` > 0 it is a supervised worker started after a crash: it first writes `restore`
+/// so the requests its predecessor had taken are sent again.
+fn worker(cfg: &Config, dev: Arc<Devnode>, sigfd: signals::SignalFd, restarts: u64) -> ! {
+    if let Err(e) = serve_worker(cfg, dev, sigfd, restarts) {
+        log!(Level::Error, "{e}");
+        std::process::exit(1)
+    }
+    std::process::exit(0)
+}
+
+fn serve_worker(
+    cfg: &Config,
+    dev: Arc<Devnode>,
+    sigfd: signals::SignalFd,
+    restarts: u64,
+) -> Result<(), String> {
+    if restarts > 0 {
+        match dev.command("restore") {
+            Ok(()) => log!(
+                Level::Info,
+                "restarted ({restarts}): wrote 'restore': requests in flight are sent again"
+            ),
+            Err(e) => log!(
+                Level::Error,
+                "'restore' failed: {e}: requests the previous daemon had taken stay unanswered (needs Linux 6.8+)"
+            ),
+        }
+    }
+    let worker_pid_file = if cfg.supervise {
+        cfg.worker_pid_file.as_ref()
+    } else {
+        None
+    };
+    if let Some(p) = worker_pid_file {
+        stats::write_atomic(p, &format!("{}\n", std::process::id()))
+            .map_err(|e| format!("--worker-pid-file {}: {e}", p.display()))?;
+    }
+    if !cfg.faults.is_empty() {
+        log!(
+            Level::Warn,
+            "fault injection is on: this daemon misbehaves on purpose"
+        );
+    }
+    for f in cfg.faults.iter() {
+        log!(Level::Warn, "injecting fault {f}");
+    }
+    if !cfg.delays.is_empty() {
+        log!(
+            Level::Warn,
+            "--source-delay-ms: fetches are slowed down on purpose"
+        );
+    }
+    let store: Arc<dyn blobs::BlobStore> = match &cfg.source {
+        SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
+        SourceCfg::Http(u) => Arc::new(http::HttpStore::new(
+            u.clone(),
+            std::time::Duration::from_secs(cfg.http_timeout),
+        )),
+    };
+    log!(
+        Level::Info,
+        "serving {} with {} threads",
+        store.describe(),
+        cfg.threads
+    );
+    let opts = Options {
+        store,
+        stats_file: cfg.stats_file.clone(),
+        window: cfg.window,
+        faults: cfg.faults.clone(),
+        delays: cfg.delays.clone(),
+        threads: cfg.threads,
+        per_blob: cfg.per_blob,
+        restarts,
+    };
+    let mut d = Daemon::new(opts, Arc::clone(&dev)).map_err(|e| format!("{e}"))?;
+    d.write_stats();
+    let r = serve(&dev, &sigfd, &mut d);
+    say!("erofs-ondemandd: exiting: {}", d.stats().summary());
+    let own_pid_file = if cfg.supervise {
+        worker_pid_file
+    } else {
+        cfg.pid_file.as_ref()
+    };
+    if let Some(p) = own_pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    // The caller exits without waiting for fetches in flight (dropping the daemon would).
+    std::mem::forget(d);
     r
 }
 
 /// The request loop: until SIGTERM/SIGINT (Ok) or a devnode failure (Err).
-fn serve(dev: &Devnode, sigfd: &signals::SignalFd, d: &mut Daemon<&Devnode>) -> Result<(), String> {
+fn serve(
+    dev: &Devnode,
+    sigfd: &signals::SignalFd,
+    d: &mut Daemon<Arc<Devnode>>,
+) -> Result<(), String> {
     let mut msg = vec![0u8; proto::MSG_MAX_SIZE];
     loop {
         match dev.wait(sigfd.as_fd()).map_err(|e| format!("poll: {e}"))? {
@@ -160,16 +387,28 @@ fn serve(dev: &Devnode, sigfd: &signals::SignalFd, d: &mut Daemon<&Devnode>) -> 
                 }
             }
             Event::Hangup => return Err("the cachefiles device reported an error or hangup".into()),
-            Event::Readable => loop {
-                // One message per read(); 0 when nothing more is pending.
-                let n = dev
-                    .read_msg(&mut msg)
-                    .map_err(|e| format!("read from the devnode: {e}"))?;
-                if n == 0 {
-                    break;
+            Event::Readable => {
+                for got in 0u64.. {
+                    // One message per read(); 0 when nothing more is pending.
+                    let n = dev
+                        .read_msg(&mut msg)
+                        .map_err(|e| format!("read from the devnode: {e}"))?;
+                    if n == 0 {
+                        if got == 0 {
+                            // Readable but nothing to read: READs of objects being reopened (after
+                            // `restore`) stay marked new, and poll() says so, until their OPEN is
+                            // answered. Do not spin on them.
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                        }
+                        break;
+                    }
+                    d.handle_message(&msg[..n]);
+                    if d.exit_requested {
+                        // Closing the devnode (by exiting) fails the pending requests with EIO.
+                        return Err("fault exit-on-read: exiting with a READ pending".into());
+                    }
                 }
-                d.handle_message(&msg[..n]);
-            },
+            }
         }
     }
 }
@@ -190,18 +429,59 @@ mod tests {
         assert_eq!(c.cache_dir, PathBuf::from("/c"));
         assert_eq!(c.devnode, PathBuf::from("/dev/cachefiles"));
         assert_eq!((c.level, c.window, c.tag), (Level::Info, 1 << 20, None));
+        assert_eq!((c.threads, c.per_blob), (16, 4));
+        assert!(c.delays.is_empty());
         let c = parse_args(args(
             "--cache-dir /c --blob-dir=/b --tag t1 --devnode /d --stats-file /s --pid-file /p \
-             --log-level debug --foreground --window 65536",
+             --log-level debug --foreground --window 65536 --threads 3 --per-blob=2 \
+             --source-delay-ms 100:slow",
         ))
         .unwrap()
         .unwrap();
-        assert_eq!(c.blob_dir, PathBuf::from("/b"));
+        assert_eq!(c.source, SourceCfg::Dir(PathBuf::from("/b")));
         assert_eq!(c.tag.as_deref(), Some("t1"));
         assert_eq!(c.stats_file, Some(PathBuf::from("/s")));
         assert_eq!(c.pid_file, Some(PathBuf::from("/p")));
         assert_eq!((c.level, c.window), (Level::Debug, 65536));
+        assert_eq!((c.threads, c.per_blob), (3, 2));
+        assert_eq!(c.delays.get(b"slow").as_millis(), 100);
+        assert!(c.faults.is_empty());
+        let c = parse_args(args(
+            "--cache-dir /c --blob-dir /b --fault no-answer:blob1 --fault=refuse-open:meta",
+        ))
+        .unwrap()
+        .unwrap();
+        let f: Vec<String> = c.faults.iter().map(|f| f.to_string()).collect();
+        assert_eq!(f, ["no-answer:blob1", "refuse-open:meta"]);
         assert_eq!(parse_args(args("--help")).unwrap(), None);
+        let c = parse_args(args(
+            "--cache-dir /c --blob-dir /b --fd-store /run/s --supervise",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.fd_store, Some(PathBuf::from("/run/s")));
+        assert!(c.supervise);
+        assert_eq!(
+            parse_hold(args("--socket /s --pid-file=/p --log-level warn")).unwrap(),
+            (PathBuf::from("/s"), Some(PathBuf::from("/p")), Level::Warn)
+        );
+        for bad in ["", "--socket", "--pid-file /p", "--socket /s --bogus 1"] {
+            assert!(parse_hold(args(bad)).is_err(), "hold {bad}");
+        }
+        let c = parse_args(args(
+            "--cache-dir /c --source http://127.0.0.1:8000/b --http-timeout 5",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceCfg::Http(http::Url::parse("http://127.0.0.1:8000/b").unwrap())
+        );
+        assert_eq!(c.http_timeout, 5);
+        let c = parse_args(args("--cache-dir /c --source /srv/b"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.source, SourceCfg::Dir(PathBuf::from("/srv/b")));
         for bad in [
             "--blob-dir /b",
             "--cache-dir /c",
@@ -209,6 +489,15 @@ mod tests {
             "--cache-dir /c --blob-dir /b --log-level loud",
             "--cache-dir /c --blob-dir /b --bogus x",
             "--cache-dir /c --blob-dir /b --window -1",
+            "--cache-dir /c --blob-dir /b --fault",
+            "--cache-dir /c --blob-dir /b --fault bogus",
+            "--cache-dir /c --blob-dir /b --fault no-answer --fault short-write:blob1",
+            "--cache-dir /c --blob-dir /b --threads 0",
+            "--cache-dir /c --blob-dir /b --source http://h/",
+            "--cache-dir /c --source https://h/",
+            "--cache-dir /c --source http://h/ --http-timeout 0",
+            "--cache-dir /c --blob-dir /b --per-blob x",
+            "--cache-dir /c --blob-dir /b --source-delay-ms 1:",
         ] {
             assert!(parse_args(args(bad)).is_err(), "{bad}");
         }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! SIGTERM/SIGINT as a pollable signalfd.
+//! Signals (SIGTERM/SIGINT, and SIGCHLD for the supervisor) as a pollable signalfd.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -10,13 +10,19 @@ impl SignalFd {
     /// Blocks SIGTERM and SIGINT in this thread (threads spawned later inherit the mask) and
     /// returns a signalfd that becomes readable when one is pending.
     pub fn termination() -> io::Result<SignalFd> {
+        SignalFd::new(&[libc::SIGTERM, libc::SIGINT])
+    }
+
+    /// The same for `signals`.
+    pub fn new(signals: &[libc::c_int]) -> io::Result<SignalFd> {
         // SAFETY: sigset_t is plain data; all-zero is a valid value to initialise with
         // sigemptyset, and every pointer passed is to this local.
         let set = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
             set
         };
         // SAFETY: `set` is an initialised sigset; the old mask is not requested.
@@ -31,6 +37,24 @@ impl SignalFd {
         }
         // SAFETY: signalfd just returned this descriptor; nothing else owns it.
         Ok(SignalFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Waits until a signal is pending (or `timeout_ms` passed, -1: no limit).
+    pub fn wait(&self, timeout_ms: i32) -> io::Result<()> {
+        let mut p = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid, initialised pollfd for the whole call.
+        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// The number of a pending signal, if any (consumes it).

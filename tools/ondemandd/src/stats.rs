@@ -12,22 +12,76 @@ pub struct Stats {
     /// Blob bytes written into cache files.
     pub bytes_fetched: u64,
     pub errors: u64,
+    /// Faults injected on purpose (`--fault`).
+    pub faults: u64,
+    /// Bytes the kernel asked for in READ requests (their `len`, before widening).
+    pub bytes_requested: u64,
+    /// Time spent serving READs: from the parsed request to the completion ioctl's return.
+    pub read_ns: u64,
+    /// READ requests by asked length: `<= 4 KiB`, `<= 8 KiB`, ... `<= 1 MiB`, larger.
+    pub read_len_hist: [u64; HIST_BUCKETS],
+    /// Fetches started (one per READ, unless it is served by fetches already in flight).
+    pub fetches: u64,
+    /// READs that started no fetch: everything they needed was being fetched already.
+    pub coalesced: u64,
+    /// Times the supervisor restarted the daemon (`--supervise`) before this one.
+    pub restarts: u64,
+}
+
+/// Buckets of the READ length histogram: powers of two from 4 KiB to 1 MiB, then "larger".
+pub const HIST_BUCKETS: usize = 10;
+
+/// Upper bound (inclusive) of histogram bucket `i`, or None for the last ("larger") one.
+pub fn hist_bound(i: usize) -> Option<u64> {
+    (i + 1 < HIST_BUCKETS).then(|| 4096u64 << i)
+}
+
+/// The histogram bucket of a READ of `len` bytes.
+pub fn hist_bucket(len: u64) -> usize {
+    (0..HIST_BUCKETS)
+        .find(|&i| hist_bound(i).is_none_or(|b| len <= b))
+        .unwrap_or(HIST_BUCKETS - 1)
 }
 
 impl Stats {
     /// The stats file contents: one `key value` line per counter.
     pub fn render(&self) -> String {
-        format!(
-            "opens {}\nreads {}\ncloses {}\nbytes_fetched {}\nerrors {}\n",
-            self.opens, self.reads, self.closes, self.bytes_fetched, self.errors
-        )
+        let mut s = format!(
+            "opens {}\nreads {}\ncloses {}\nbytes_fetched {}\nerrors {}\nfaults {}\nbytes_requested {}\nread_ns {}\n",
+            self.opens,
+            self.reads,
+            self.closes,
+            self.bytes_fetched,
+            self.errors,
+            self.faults,
+            self.bytes_requested,
+            self.read_ns
+        );
+        for (i, n) in self.read_len_hist.iter().enumerate() {
+            match hist_bound(i) {
+                Some(b) => s.push_str(&format!("read_len_le_{b} {n}\n")),
+                None => s.push_str(&format!("read_len_gt_{} {n}\n", 4096u64 << (i - 1))),
+            }
+        }
+        s.push_str(&format!(
+            "fetches {}\ncoalesced {}\nrestarts {}\n",
+            self.fetches, self.coalesced, self.restarts
+        ));
+        s
+    }
+
+    /// Counts a served READ of `len` asked bytes that took `ns` nanoseconds.
+    pub fn count_read(&mut self, len: u64, ns: u64) {
+        self.bytes_requested = self.bytes_requested.saturating_add(len);
+        self.read_ns = self.read_ns.saturating_add(ns);
+        self.read_len_hist[hist_bucket(len)] += 1;
     }
 
     /// The one-line summary printed at exit.
     pub fn summary(&self) -> String {
         format!(
-            "{} opens, {} reads, {} closes, {} bytes fetched, {} errors",
-            self.opens, self.reads, self.closes, self.bytes_fetched, self.errors
+            "{} opens, {} reads, {} closes, {} bytes fetched, {} errors, {} faults injected",
+            self.opens, self.reads, self.closes, self.bytes_fetched, self.errors, self.faults
         )
     }
 }
@@ -57,18 +111,33 @@ mod tests {
 
     #[test]
     fn renders_and_writes() {
-        let s = Stats {
+        let mut s = Stats {
             opens: 1,
             reads: 2,
             closes: 3,
             bytes_fetched: 4096,
             errors: 0,
+            faults: 5,
+            ..Stats::default()
         };
+        s.count_read(100, 7);
+        s.count_read(4096, 5);
+        s.count_read(4097, 1);
+        s.count_read(1 << 20, 1);
+        s.count_read((1 << 20) + 1, 1);
         assert_eq!(
             s.render(),
-            "opens 1\nreads 2\ncloses 3\nbytes_fetched 4096\nerrors 0\n"
+            "opens 1\nreads 2\ncloses 3\nbytes_fetched 4096\nerrors 0\nfaults 5\n\
+             bytes_requested 2105446\nread_ns 15\n\
+             read_len_le_4096 2\nread_len_le_8192 1\nread_len_le_16384 0\n\
+             read_len_le_32768 0\nread_len_le_65536 0\nread_len_le_131072 0\n\
+             read_len_le_262144 0\nread_len_le_524288 0\nread_len_le_1048576 1\n\
+             read_len_gt_1048576 1\nfetches 0\ncoalesced 0\nrestarts 0\n"
         );
+        assert_eq!(hist_bucket(0), 0);
+        assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
         assert!(s.summary().contains("4096 bytes fetched"));
+        assert!(s.summary().ends_with("5 faults injected"));
         let d = TempDir::new("stats");
         let p = d.0.join("stats");
         write_atomic(&p, &s.render()).unwrap();

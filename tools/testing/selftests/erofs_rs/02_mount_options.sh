@@ -28,13 +28,15 @@ expect_refused() {
 }
 
 expect_refused "bogus=1" "unknown mount option: 'bogus=1'"
-expect_refused "fsid=x,cache_strategy=readahead" "unknown mount option: 'cache_strategy=readahead'"
+expect_refused "fsid=x,cache_strategy=bogus" "invalid or too long value for mount option: 'cache_strategy=bogus'"
+expect_refused "fsid=x,acl=1" "invalid or too long value for mount option: 'acl=1'"
+expect_refused "fsid=x,dax=inode" "invalid or too long value for mount option: 'dax=inode'"
+expect_refused "fsid=x,dax" "dax options not supported"   # test kernel: no CONFIG_FS_DAX, as C
 expect_refused "domain_id=d" "fsid= is required"
-expect_refused "fsid=" "missing, empty or too long value for mount option: 'fsid='"
-expect_refused "fsid" "missing, empty or too long value for mount option: 'fsid'"
-expect_refused "fsid=a,fsid=b" "mount option given twice: 'fsid=b'"
+expect_refused "fsid=" "missing, empty, invalid or too long value for mount option: 'fsid='"
+expect_refused "fsid" "missing, empty, invalid or too long value for mount option: 'fsid'"
 long=$(printf 'x%.0s' $(seq 1 300))
-expect_refused "fsid=$long" "missing, empty or too long value for mount option"
+expect_refused "fsid=$long" "missing, empty, invalid or too long value for mount option"
 expect_refused "" "fsid= is required"
 
 # No cache bound: the volume cannot be used. Must fail (not hang) with a clear message.

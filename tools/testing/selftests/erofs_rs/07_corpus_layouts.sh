@@ -22,8 +22,8 @@ if [ "$mode" = quick ]; then bigdir=${EROFS_RS_BIGDIR:-2000}; else bigdir=${EROF
 log "corpus mode $mode, large directory of $bigdir entries"
 
 t="$W/tree"
-python3 "$SELFTEST_DIR/treegen.py" corpus "$t" || die "cannot create the corpus tree"
-python3 "$SELFTEST_DIR/treegen.py" bigdir "$W/bigtree/big" "$bigdir" || die "cannot create the large directory"
+$PY "$SELFTEST_DIR/treegen.py" corpus "$t" || die "cannot create the corpus tree"
+$PY "$SELFTEST_DIR/treegen.py" bigdir "$W/bigtree/big" "$bigdir" || die "cannot create the large directory"
 
 setup_cache 512M
 # Images go on the ext4 cache filesystem: mkfs.erofs 1.5 fails (EIO) writing chunked images

@@ -20,7 +20,7 @@ start_daemon "$W/cachefs/blobs"
 corrupt() {
   local name=$1; shift
   cp "$W/cachefs/blobs/good" "$W/cachefs/blobs/$name"
-  log "$name: $(python3 "$SELFTEST_DIR/erofs_poke.py" "$W/cachefs/blobs/$name" "$@")"
+  log "$name: $($PY "$SELFTEST_DIR/erofs_poke.py" "$W/cachefs/blobs/$name" "$@")"
 }
 # expect_error NAME WHAT ERRORS CMD...: CMD fails with one of ERRORS (regex) and a log line
 expect_error() {

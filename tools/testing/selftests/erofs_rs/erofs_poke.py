@@ -8,10 +8,17 @@ KIND: dirent-nameoff     root directory: first dirent's name offset past the blo
       inode-format NAME  inode of NAME: unknown on-disk format version
       inode-size NAME    inode of NAME: size far past the image (flat layouts)
       inode-layout NAME  inode of NAME: a compressed data layout
+      incompat-bit BIT   superblock: set feature_incompat bit(s) BIT (e.g. 0x80000000)
 Prints what it changed.
 """
+import os
 import struct
 import sys
+
+# mkimg.py (next to this file) has the superblock's crc32c; -I leaves the script's directory out
+# of sys.path, so put it in.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mkimg import crc32c  # noqa: E402
 
 BLK = 4096
 
@@ -83,15 +90,6 @@ class Image:
         raise SystemExit(f"{name} not in the root directory")
 
 
-def crc32c(crc, data):
-    """The kernel's crc32c(): reflected Castagnoli polynomial, no final inversion."""
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc
-
-
 def fix_checksum(img):
     """Recompute the superblock checksum (feature_compat SB_CHKSUM) over the changed block."""
     sb = bytearray(img.read(1024, BLK - 1024))
@@ -99,7 +97,7 @@ def fix_checksum(img):
     if not compat & 0x1:
         return
     struct.pack_into("<I", sb, 4, 0)
-    img.write(1024 + 4, struct.pack("<I", crc32c(0xFFFFFFFF, bytes(sb))))
+    img.write(1024 + 4, struct.pack("<I", crc32c(bytes(sb))))
 
 
 def main():
@@ -114,6 +112,11 @@ def main():
         d = img.child(name)
         img.write(d["pos"], struct.pack("<Q", 1 << 40))
         print(f"root dirent {name}: nid {d['nid']} -> {1 << 40}")
+    elif kind == "incompat-bit":
+        bit = int(name, 0)
+        incompat, = struct.unpack("<I", img.read(1024 + 80, 4))
+        img.write(1024 + 80, struct.pack("<I", incompat | bit))
+        print(f"feature_incompat {incompat:#x} -> {incompat | bit:#x}")
     elif kind not in ("inode-format", "inode-size", "inode-layout"):
         raise SystemExit(__doc__)
     else:

@@ -8,6 +8,9 @@ SELFTEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SELFTEST_DIR/../../../.." && pwd)
 MODULE="$REPO/erofs_rs.ko"
 DAEMON=${EROFS_RS_DAEMON:-$REPO/tools/ondemandd/target/release/erofs-ondemandd}
+# The system Python, isolated: in the guest, `python3` on PATH may be a pyenv shim that costs
+# seconds per call under TCG. Word-split on use: $PY script.py ...
+PY=${EROFS_RS_PYTHON:-/usr/bin/python3 -I -S}
 KSFT_PASS=0
 KSFT_FAIL=1
 KSFT_SKIP=4
@@ -16,12 +19,14 @@ MOUNTS=()
 DAEMON_PID=
 FAILED=0
 
-log() { echo "# $*"; }
-fail() { echo "# FAIL: $*"; FAILED=1; }
-die() { echo "# FAIL: $*"; exit $KSFT_FAIL; }
+# Every line says how far into the test it was written ($SECONDS: no fork), so a slow test's
+# output shows where the time went.
+log() { echo "# [+${SECONDS}s] $*"; }
+fail() { echo "# [+${SECONDS}s] FAIL: $*"; FAILED=1; }
+die() { echo "# [+${SECONDS}s] FAIL: $*"; exit $KSFT_FAIL; }
 skip() { echo "# SKIP: $*"; exit $KSFT_SKIP; }
 # check DESCRIPTION CMD...: run CMD, record a failure naming DESCRIPTION if it fails.
-check() { local what=$1; shift; if "$@"; then log "ok: $what"; else fail "$what"; fi; }
+check() { local what=$1; shift; if "$@"; then log "ok: $what"; else fail "$what"; return 1; fi; }
 finish() { [ "$FAILED" = 0 ] && exit $KSFT_PASS || exit $KSFT_FAIL; }
 
 require_root() { [ "$(id -u)" = 0 ] || skip "needs root (run it through tools/vm/run)"; }
@@ -67,12 +72,13 @@ setup_cache() {
   mkdir -p "$W/cachefs/cache"
 }
 
-# start_daemon BLOBDIR [extra daemon args]: serve BLOBDIR; waits until the cache is bound.
+# start_daemon BLOBDIR [extra daemon args]: serve BLOBDIR (none if empty: give --source);
+# waits until the cache is bound.
 start_daemon() {
   local blobs=$1; shift
   [ -x "$DAEMON" ] || die "$DAEMON is missing: build it with 'make daemon'"
   rm -f "$W/daemon.pid" "$W/stats"
-  "$DAEMON" --cache-dir "$W/cachefs/cache" --blob-dir "$blobs" --stats-file "$W/stats" \
+  "$DAEMON" --cache-dir "$W/cachefs/cache" ${blobs:+--blob-dir "$blobs"} --stats-file "$W/stats" \
     --pid-file "$W/daemon.pid" "$@" >>"$W/daemon.log" 2>&1 </dev/null &
   DAEMON_PID=$!
   local i
@@ -100,6 +106,32 @@ stop_daemon() {
     wait "$DAEMON_PID" 2>/dev/null
     DAEMON_PID=
   fi
+}
+
+# nap [SECONDS]: a short pause between polls (default 50 ms).
+# loopback_up: the guest boots without networking; servers on 127.0.0.1 need lo up.
+loopback_up() { ip link set lo up 2>/dev/null || ip link set dev lo up; }
+
+nap() { sleep "${1:-0.05}"; }
+
+# now_ms: milliseconds since the epoch, without a fork.
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $(( t / 1000 )); }
+
+# wait_until SECONDS CMD...: run CMD every 50 ms until it succeeds (0), or fail (1) once
+# SECONDS have passed. Use it instead of fixed sleeps.
+wait_until() {
+  local end=$(( ${EPOCHREALTIME//[!0-9]/} + $1 * 1000000 )); shift
+  until "$@"; do
+    [ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ] || return 1
+    nap
+  done
+}
+
+# alive PID: PID exists and is not a zombie (a killed background job stays a zombie until waited).
+alive() {
+  local pid comm state rest
+  read -r pid comm state rest < "/proc/$1/stat" 2>/dev/null || return 1
+  [ "$state" != Z ]
 }
 
 # stat_value KEY: a counter from the daemon's stats file.
@@ -140,7 +172,7 @@ build_image() {
 
 # tree_manifest DIR: one line per entry (type, mode, ids, size, nlink, mtime, rdev, link target,
 # content hash, xattrs), walking with one Python process.
-tree_manifest() { python3 "$SELFTEST_DIR/treecmp.py" manifest "$1"; }
+tree_manifest() { $PY "$SELFTEST_DIR/treecmp.py" manifest "$1"; }
 
 # kernel log lines after the last "erofs_rs-selftest: MARK" line
 kmsg_since() { dmesg | awk -v m="erofs_rs-selftest: $1" 'index($0, m) { buf = ""; next } { buf = buf $0 "\n" } END { printf "%s", buf }'; }

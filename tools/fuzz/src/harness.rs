@@ -1,0 +1,1163 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The fuzz targets of the on-disk format layer (`rust/format`).
+//!
+//! Each target takes a whole image (the primary device, i.e. the metadata blob) and drives the
+//! format layer the way the kernel module does: `fill_super` (superblock, checksum, device table,
+//! root inode), then directory walks through `readdir` and `lookup`, `iget` of every inode found,
+//! the read path of files, directories and symlinks (`read_run`: `map` extent by extent, the
+//! inline tail, the device of each extent and its size limit), and `listxattr`/`getxattr`/ACLs.
+//! The glue here mirrors `rust/super.rs`, `inode.rs`, `dir.rs`, `data.rs` and `xattr.rs` step by
+//! step, with the same checks, so the code paths are the module's.
+//!
+//! Besides "no panic, no overflow" (the crates that use this build with overflow checks), the
+//! targets assert the contracts the format layer documents and the module relies on (a
+//! validated directory block cannot fail afterwards, a mapping contains the offset it was asked
+//! for, ...). Every loop is bounded, so a hang can only come from the format layer.
+//!
+//! This file is compiled into `tools/fuzz` (the libFuzzer targets and the stable driver) and into
+//! `tools/format-tests` (the regression tests): it only uses `crate::format` and `std`.
+
+use crate::format::*;
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+
+/// The kernel's page size on the test machines; blocks are at most this big.
+pub(crate) const PAGE_SIZE: usize = 4096;
+/// Largest `listxattr` buffer the VFS passes (`XATTR_LIST_MAX`).
+const XATTR_LIST_MAX: usize = 65536;
+
+// Bounds on the work done for one input. The kernel is bounded by what user space asks; a fuzz
+// input must be bounded here (a 2^62-byte directory of one repeated block is a valid input).
+/// Inodes visited per input.
+const MAX_INODES: usize = 160;
+/// Directory blocks read per `readdir` call.
+const MAX_DIR_BLOCKS: u64 = 16;
+/// Entries emitted per `readdir` call (the "user buffer").
+const MAX_DIRENTS: usize = 512;
+/// Names looked up per directory.
+const MAX_LOOKUPS: usize = 12;
+/// Pages read per file.
+const MAX_FILE_PAGES: u64 = 12;
+/// Xattr entries visited per `listxattr`/`getxattr` walk.
+const MAX_XATTR_ENTRIES: usize = 256;
+/// `getxattr` calls per inode.
+const MAX_GETXATTRS: usize = 16;
+
+/// What one run reached, to show that inputs get past the superblock (driver output, tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Inputs that mounted (superblock, devices, root directory).
+    pub mounts: u64,
+    /// Inodes read successfully by `iget`.
+    pub inodes: u64,
+    /// Directory blocks validated.
+    pub dir_blocks: u64,
+    /// Directory entries emitted by `readdir`.
+    pub dirents: u64,
+    /// Xattr entries visited (inline and shared).
+    pub xattrs: u64,
+    /// Shared xattr entries visited.
+    pub shared_xattrs: u64,
+    /// Long-prefix xattr entries resolved.
+    pub long_prefixes: u64,
+    /// Successful `map` calls inside a file.
+    pub maps: u64,
+    /// ... of which on chunk-based inodes.
+    pub chunk_maps: u64,
+    /// ... of which the inline tail in the metadata.
+    pub tail_maps: u64,
+    /// Extra devices in the device table of mounted inputs.
+    pub devices: u64,
+    /// Errors returned by the format layer (expected on corrupt inputs).
+    pub errors: u64,
+}
+
+impl Stats {
+    /// Adds `o` to `self`.
+    pub fn add(&mut self, o: &Stats) {
+        self.mounts += o.mounts;
+        self.inodes += o.inodes;
+        self.dir_blocks += o.dir_blocks;
+        self.dirents += o.dirents;
+        self.xattrs += o.xattrs;
+        self.shared_xattrs += o.shared_xattrs;
+        self.long_prefixes += o.long_prefixes;
+        self.maps += o.maps;
+        self.chunk_maps += o.chunk_maps;
+        self.tail_maps += o.tail_maps;
+        self.devices += o.devices;
+        self.errors += o.errors;
+    }
+}
+
+/// The fuzz targets, one per parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `SuperBlock::parse`, checksum, accessors; then the whole mount.
+    Superblock,
+    /// The device table (`DeviceSlot`) and device routing (`map_device`).
+    DeviceTable,
+    /// `Inode::read` and the module's `iget` checks, symlinks.
+    Inode,
+    /// Directory blocks (`DirBlock`): `readdir` from several positions and `lookup`.
+    Dirent,
+    /// Inline and shared xattrs, long prefixes, the name filter: `listxattr`, `getxattr`, ACLs.
+    Xattr,
+    /// Block mapping (`map`): flat, inline tail, block maps and chunk indexes; the read path.
+    ChunkMap,
+}
+
+/// All targets, in a fixed order.
+pub const TARGETS: [Target; 6] = [
+    Target::Superblock,
+    Target::DeviceTable,
+    Target::Inode,
+    Target::Dirent,
+    Target::Xattr,
+    Target::ChunkMap,
+];
+
+impl Target {
+    /// The target's name (that of its cargo-fuzz binary).
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Superblock => "superblock",
+            Target::DeviceTable => "device_table",
+            Target::Inode => "inode",
+            Target::Dirent => "dirent",
+            Target::Xattr => "xattr",
+            Target::ChunkMap => "chunk_map",
+        }
+    }
+
+    /// The target called `name`.
+    pub fn from_name(name: &str) -> Option<Target> {
+        TARGETS.iter().copied().find(|t| t.name() == name)
+    }
+
+    /// Runs the target on one input. Panics on a bug.
+    pub fn run(self, data: &[u8]) -> Stats {
+        let mut st = Stats::default();
+        match self {
+            Target::Superblock => superblock(data, &mut st),
+            Target::DeviceTable => device_table(data, &mut st),
+            Target::Inode => inode(data, &mut st),
+            Target::Dirent => dirent(data, &mut st),
+            Target::Xattr => xattr(data, &mut st),
+            Target::ChunkMap => chunk_map(data, &mut st),
+        }
+        st
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image and the mount (rust/super.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// The metadata blob as seen through its page cache. Reads past its end fail (`EIO`), as a
+/// cachefiles read past the end of the blob does.
+pub(crate) struct Blob<'a>(&'a [u8]);
+
+impl Source for Blob<'_> {
+    fn read_exact(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        let start = usize::try_from(pos).map_err(|_| Error::Io)?;
+        let end = start.checked_add(buf.len()).ok_or(Error::Io)?;
+        buf.copy_from_slice(self.0.get(start..end).ok_or(Error::Io)?);
+        Ok(())
+    }
+}
+
+/// A mounted image: what `fill_super` leaves in `SbInfo`.
+pub(crate) struct Mount {
+    pub(crate) img: Vec<u8>,
+    pub(crate) sb: SuperBlock,
+    pub(crate) devices: Vec<DeviceSlot>,
+    /// Size in bytes of device 0 (the primary) and of each extra device; 0 = unknown.
+    pub(crate) device_bytes: Vec<u64>,
+    pub(crate) root: Inode,
+    /// Directory blocks `(nid, block)` whose [`check_dirblock`] already ran (it is O(n log n)).
+    checked: RefCell<HashSet<(u64, u64)>>,
+}
+
+impl Mount {
+    pub(crate) fn src(&self) -> Blob<'_> {
+        Blob(&self.img)
+    }
+
+    pub(crate) fn blksz(&self) -> u64 {
+        u64::from(self.sb.block_size())
+    }
+}
+
+/// The first page of the blob (zero-filled past its end, as the page cache does).
+fn page0(data: &[u8]) -> [u8; PAGE_SIZE] {
+    let mut p = [0u8; PAGE_SIZE];
+    let n = data.len().min(PAGE_SIZE);
+    p[..n].copy_from_slice(&data[..n]);
+    p
+}
+
+/// Checks what `SuperBlock::parse` promises.
+fn check_superblock(sb: &SuperBlock) {
+    assert!(
+        (9..=12).contains(&sb.blkszbits),
+        "blkszbits {}",
+        sb.blkszbits
+    );
+    assert_eq!(sb.dirblkbits, 0);
+    assert_eq!(sb.feature_incompat & !EROFS_ALL_FEATURE_INCOMPAT, 0);
+    assert!(sb.sb_size() <= 4096 - 1024);
+    assert!(sb.volume_label().len() < 16);
+    if !sb.has_incompat(EROFS_FEATURE_INCOMPAT_DEVICE_TABLE) {
+        assert_eq!(sb.extra_devices, 0);
+    }
+    assert!(u32::from(sb.device_id_mask()) >= u32::from(sb.extra_devices));
+    let cl = sb.checksum_len();
+    assert!((512..=3072).contains(&cl), "checksum_len {cl}");
+    assert_eq!(sb.block_size(), 1 << sb.blkszbits);
+}
+
+/// Recomputes the superblock checksum of a copy of `data` (padded to a page).
+///
+/// Anyone can compute a crc32c, so the checksum is no barrier to a hostile image; forging it
+/// lets mutations of the superblock and of the first block reach the parsers behind it.
+fn forge_checksum(data: &[u8], sb: &SuperBlock) -> Vec<u8> {
+    let mut d = data.to_vec();
+    if d.len() < PAGE_SIZE {
+        d.resize(PAGE_SIZE, 0);
+    }
+    if sb.has_compat(EROFS_FEATURE_COMPAT_SB_CHKSUM) {
+        let region = &mut d[1024..1024 + sb.checksum_len()];
+        region[4..8].fill(0);
+        let crc = crc32c(!0, region);
+        region[4..8].copy_from_slice(&crc.to_le_bytes());
+    }
+    d
+}
+
+/// `fill_super`: superblock (with `read_superblock`'s checks), devices (`acquire_devices`), root.
+pub(crate) fn mount(data: &[u8], st: &mut Stats) -> Option<Mount> {
+    let p = page0(data);
+    let sb = match p
+        .get(1024..)
+        .ok_or(Error::Corrupted)
+        .and_then(SuperBlock::parse)
+    {
+        Ok(sb) => sb,
+        Err(_) => {
+            st.errors += 1;
+            return None;
+        }
+    };
+    check_superblock(&sb);
+    let img = if sb.verify_checksum(&p).is_ok() && data.len() >= PAGE_SIZE {
+        data.to_vec()
+    } else {
+        let d = forge_checksum(data, &sb);
+        assert_eq!(
+            sb.verify_checksum(&d),
+            Ok(()),
+            "forged checksum must verify"
+        );
+        d
+    };
+    if sb.unsupported_incompat() != 0 {
+        return None;
+    }
+    let src = Blob(&img);
+    // acquire_devices(): every slot of the table, device= options given for all of them.
+    let mut devices = Vec::new();
+    let mut device_bytes = vec![sb.blocks << sb.blkszbits];
+    let mut total = sb.blocks;
+    for i in 0..sb.extra_devices {
+        let slot = sb.device_slot_pos(i).and_then(|pos| {
+            let mut raw = [0u8; EROFS_DEVT_SLOT_SIZE];
+            src.read_exact(pos, &mut raw)?;
+            DeviceSlot::parse(&raw)
+        });
+        let Ok(slot) = slot else {
+            st.errors += 1;
+            return None;
+        };
+        assert_eq!(DeviceSlot::read(&src, &sb, i), Ok(slot));
+        assert!(slot.tag().len() <= 64 && !slot.tag().contains(&0));
+        total = total.checked_add(u64::from(slot.blocks))?;
+        device_bytes.push(u64::from(slot.blocks) << sb.blkszbits);
+        devices.push(slot);
+    }
+    assert!(sb.device_slot_pos(sb.extra_devices).is_err());
+    st.devices += devices.len() as u64;
+    let mut m = Mount {
+        img,
+        sb,
+        devices,
+        device_bytes,
+        root: NO_INODE,
+        checked: RefCell::new(HashSet::new()),
+    };
+    let root = match iget(&m, sb.root_nid, st) {
+        Ok(r) if r.is_dir() => r,
+        _ => return None,
+    };
+    m.root = root;
+    st.mounts += 1;
+    Some(m)
+}
+
+/// Placeholder before the root is read.
+const NO_INODE: Inode = Inode {
+    nid: 0,
+    extended: false,
+    datalayout: Layout::FlatPlain,
+    xattr_icount: 0,
+    mode: 0,
+    nlink: 0,
+    size: 0,
+    uid: 0,
+    gid: 0,
+    mtime: 0,
+    mtime_nsec: 0,
+    ino: 0,
+    rdev: 0,
+    raw_blkaddr: 0,
+    chunk_format: 0,
+    chunkbits: 0,
+    inode_isize: 0,
+    xattr_isize: 0,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Inodes (rust/inode.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// Checks what `Inode::read` promises.
+fn check_inode(sb: &SuperBlock, nid: u64, i: &Inode) {
+    assert_eq!(i.nid, nid);
+    assert!(i.size <= i64::MAX as u64);
+    assert_eq!(
+        i.inode_isize,
+        if i.extended {
+            EROFS_INODE_EXTENDED_SIZE
+        } else {
+            EROFS_INODE_COMPACT_SIZE
+        }
+    );
+    assert_eq!(i.xattr_isize, xattr_ibody_size(i.xattr_icount));
+    assert!(matches!(
+        i.file_type(),
+        S_IFREG | S_IFDIR | S_IFLNK | S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK
+    ));
+    if i.datalayout == Layout::ChunkBased {
+        assert_eq!(i.chunk_format & !EROFS_CHUNK_FORMAT_ALL, 0);
+        assert_eq!(
+            i.chunkbits,
+            u32::from(sb.blkszbits) + u32::from(i.chunk_format & EROFS_CHUNK_FORMAT_BLKBITS_MASK)
+        );
+    } else {
+        assert_eq!((i.chunk_format, i.chunkbits), (0, 0));
+    }
+    if !matches!(i.file_type(), S_IFCHR | S_IFBLK) {
+        assert_eq!(i.rdev, 0);
+    }
+    assert_eq!(i.nblocks(sb), i.size.div_ceil(u64::from(sb.block_size())));
+    assert_eq!(i.pos(sb), sb.nid_pos(nid));
+    if let Ok(Some((pos, len))) = i.fast_symlink(sb) {
+        assert!(i.is_symlink() && i.datalayout == Layout::FlatInline);
+        assert_eq!(len, i.size);
+        assert_eq!(Ok(pos), i.inline_data_pos(sb));
+        assert!(pos % u64::from(sb.block_size()) + len <= u64::from(sb.block_size()));
+    }
+}
+
+/// `new_decode_dev()` as `rust/inode.rs`.
+fn new_decode_dev(dev: u32) -> u32 {
+    let major = (dev & 0xfff00) >> 8;
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    (major << 20) | minor
+}
+
+/// `iget`/`fill`: reads and validates inode `nid` with the module's checks.
+fn iget(m: &Mount, nid: u64, st: &mut Stats) -> Result<Inode> {
+    let r = iget_inner(m, nid);
+    match r {
+        Ok(_) => st.inodes += 1,
+        Err(_) => st.errors += 1,
+    }
+    r
+}
+
+fn iget_inner(m: &Mount, nid: u64) -> Result<Inode> {
+    usize::try_from(nid).map_err(|_| Error::Corrupted)?;
+    let raw = Inode::read(&m.src(), &m.sb, nid)?;
+    check_inode(&m.sb, nid, &raw);
+    if raw.datalayout.is_compressed() {
+        return Err(Error::Unsupported);
+    }
+    let blksz = m.blksz();
+    i64::try_from(raw.size).map_err(|_| Error::Corrupted)?;
+    raw.size
+        .div_ceil(blksz)
+        .checked_mul(blksz / 512)
+        .ok_or(Error::Corrupted)?;
+    i64::try_from(raw.mtime).map_err(|_| Error::Corrupted)?;
+    match raw.file_type() {
+        S_IFLNK if raw.size == 0 || raw.size >= PAGE_SIZE as u64 => return Err(Error::Corrupted),
+        S_IFCHR | S_IFBLK => {
+            let (major, minor) = raw.rdev_major_minor();
+            assert_eq!(new_decode_dev(raw.rdev), (major << 20) | minor);
+        }
+        _ => {}
+    }
+    Ok(raw)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The read path (rust/data.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// Checks what `map` promises for `offset` of `inode`.
+fn check_mapping(m: &Mount, inode: &Inode, offset: u64, mp: &Mapping) {
+    let blksz = m.blksz();
+    if offset >= inode.size {
+        assert_eq!((mp.logical, mp.length, mp.mapped), (offset, 0, false));
+        return;
+    }
+    assert!(mp.length > 0, "zero-length mapping inside the file: {mp:?}");
+    assert!(
+        mp.logical <= offset && offset - mp.logical < mp.length,
+        "offset {offset} outside {mp:?}"
+    );
+    assert!(mp.device <= m.sb.extra_devices);
+    if !mp.mapped {
+        assert!(!mp.meta && mp.device == 0);
+    }
+    if mp.meta {
+        assert!(mp.mapped && mp.device == 0);
+        assert_eq!(inode.datalayout, Layout::FlatInline);
+        assert_eq!(mp.logical + mp.length, inode.size);
+        assert!(mp.physical % blksz + mp.length <= blksz);
+    } else {
+        assert_eq!(mp.logical % blksz, 0);
+        assert_eq!(mp.length % blksz, 0);
+        assert_eq!(mp.physical % blksz, 0);
+        assert!(mp.logical + mp.length <= inode.size.div_ceil(blksz) * blksz);
+        match inode.datalayout {
+            // Flat: one extent from block `raw_blkaddr` up to the tail.
+            Layout::FlatPlain | Layout::FlatInline => {
+                assert_eq!(mp.logical, 0);
+                assert_eq!(Ok(mp.physical), m.sb.blkpos(u64::from(inode.raw_blkaddr)));
+            }
+            // Chunks: the chunk containing the offset, at most a chunk long.
+            _ => {
+                assert_eq!(mp.logical, offset >> inode.chunkbits << inode.chunkbits);
+                assert!(mp.length <= 1 << inode.chunkbits);
+            }
+        }
+    }
+}
+
+/// `map` with the contract checked.
+fn map_checked(m: &Mount, inode: &Inode, offset: u64, st: &mut Stats) -> Result<Mapping> {
+    let r = map(&m.src(), &m.sb, inode, offset);
+    match &r {
+        Ok(mp) => {
+            check_mapping(m, inode, offset, mp);
+            if offset < inode.size {
+                st.maps += 1;
+                if inode.datalayout == Layout::ChunkBased {
+                    st.chunk_maps += 1;
+                }
+                if mp.meta {
+                    st.tail_maps += 1;
+                }
+            }
+        }
+        Err(_) => st.errors += 1,
+    }
+    r
+}
+
+/// `read_run` for one page of a file, directory or symlink: what `read_folio` fills.
+/// Extra devices read as zeros (their content is not parsed).
+fn read_page(m: &Mount, inode: &Inode, index: u64, st: &mut Stats) -> Result<Vec<u8>> {
+    let run_len = PAGE_SIZE as u64;
+    let start = index.checked_mul(run_len).ok_or(Error::Corrupted)?;
+    let mut page = vec![0u8; PAGE_SIZE];
+    let src = m.src();
+    let mut off = 0u64;
+    while off < run_len {
+        let lpos = start.checked_add(off).ok_or(Error::Corrupted)?;
+        if lpos >= inode.size {
+            break; // zeroed
+        }
+        let mp = map_checked(m, inode, lpos, st)?;
+        let skip = lpos.checked_sub(mp.logical).ok_or(Error::Corrupted)?;
+        let avail = mp
+            .length
+            .checked_sub(skip)
+            .filter(|&a| a > 0)
+            .ok_or(Error::Corrupted)?;
+        let n = avail.min(run_len - off);
+        let phys = mp.physical.checked_add(skip).ok_or(Error::Corrupted)?;
+        let dst = &mut page[off as usize..(off + n) as usize];
+        if !mp.mapped {
+            dst.fill(0);
+        } else if mp.meta {
+            let want = n.min(inode.size - lpos) as usize;
+            src.read_exact(phys, &mut dst[..want])?;
+        } else {
+            let limit = m
+                .device_bytes
+                .get(usize::from(mp.device))
+                .copied()
+                .unwrap_or(0);
+            if limit != 0
+                && mp
+                    .physical
+                    .checked_add(mp.length)
+                    .is_none_or(|end| end > limit)
+            {
+                return Err(Error::Corrupted);
+            }
+            match mp.device {
+                0 => src.read_exact(phys, dst)?,
+                d => {
+                    // The cookie of the device must exist (`SbInfo::cookie`).
+                    m.devices.get(usize::from(d) - 1).ok_or(Error::Corrupted)?;
+                    dst.fill(0);
+                }
+            }
+        }
+        off += n;
+    }
+    Ok(page)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directories (rust/dir.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// Checks what `DirBlock::new` promises: names inside the block after the dirent table,
+/// in on-disk order, and nothing after it can fail.
+fn check_dirblock(block: &[u8], db: &DirBlock<'_>) {
+    assert!(!db.is_empty());
+    let table_end = db.len() * EROFS_DIRENT_SIZE;
+    let mut prev_end = table_end;
+    let mut n = 0;
+    for (i, de) in db.iter().enumerate() {
+        assert_eq!(db.get(i), Some(de));
+        assert!((1..=EROFS_NAME_LEN).contains(&de.name.len()));
+        // Where the name lies in the block.
+        let start = (de.name.as_ptr() as usize).wrapping_sub(block.as_ptr() as usize);
+        assert!(
+            start >= prev_end && start + de.name.len() <= block.len(),
+            "dirent {i}: name at {start}+{} overlaps the table ({table_end}) or the \
+             previous name (ending at {prev_end}), or leaves the block ({})",
+            de.name.len(),
+            block.len()
+        );
+        prev_end = start + de.name.len();
+        let _ = file_type_to_dtype(de.file_type);
+        n += 1;
+    }
+    assert_eq!(n, db.len());
+    assert_eq!(db.get(n), None);
+    let last = db.get(n - 1).map(|d| d.name).unwrap_or_default();
+    let first = db.get(0).map(|d| d.name).unwrap_or_default();
+    for probe in [first, last, &b"\x01"[..], &b"\xff\xff"[..]] {
+        assert!(
+            db.lookup(probe).is_ok(),
+            "lookup failed on a validated block"
+        );
+    }
+    // In a block sorted as mkfs.erofs sorts, the binary search agrees with a linear one.
+    let sorted = db.iter().zip(db.iter().skip(1)).all(|(a, b)| a.name < b.name);
+    if sorted {
+        for (i, de) in db.iter().enumerate() {
+            assert_eq!(db.lookup(de.name), Ok(Ok(de)), "entry {i} not found");
+            let mut after = de.name.to_vec();
+            after.push(0);
+            // Sorted: `name\0` goes right after entry i, unless it is entry i + 1.
+            if db.get(i + 1).map(|d| d.name) != Some(after.as_slice()) {
+                assert_eq!(db.lookup(&after), Ok(Err(i + 1)), "insertion point");
+            }
+        }
+    }
+}
+
+/// `with_block`: runs `f` on directory block `blk` of `dir`, read through its page cache.
+fn with_block<R>(
+    m: &Mount,
+    dir: &Inode,
+    blk: u64,
+    st: &mut Stats,
+    f: impl FnOnce(DirBlock<'_>, &mut Stats) -> R,
+) -> Result<R> {
+    let blksz = m.blksz();
+    let start = blk.checked_mul(blksz).ok_or(Error::Corrupted)?;
+    let len = dir
+        .size
+        .checked_sub(start)
+        .ok_or(Error::Corrupted)?
+        .min(blksz) as usize;
+    let index = start >> PAGE_SIZE.trailing_zeros();
+    let page = read_page(m, dir, index, st)?;
+    let off = (start - index * PAGE_SIZE as u64) as usize;
+    let block = page
+        .get(off..)
+        .and_then(|b| b.get(..len))
+        .ok_or(Error::Corrupted)?;
+    match DirBlock::new(block) {
+        Ok(db) => {
+            if m.checked.borrow_mut().insert((dir.nid, blk)) {
+                check_dirblock(block, &db);
+            }
+            st.dir_blocks += 1;
+            Ok(f(db, st))
+        }
+        Err(e) => {
+            st.errors += 1;
+            Err(e)
+        }
+    }
+}
+
+/// `readdir` from position `pos`, emitting at most `budget` entries (then stopping as a full
+/// user buffer does). Returns the position to continue from.
+fn readdir(
+    m: &Mount,
+    dir: &Inode,
+    mut pos: u64,
+    mut budget: usize,
+    st: &mut Stats,
+    emit: &mut dyn FnMut(&[u8], u64, u8),
+) -> Result<u64> {
+    let blksz = m.blksz();
+    let size = dir.size;
+    for _ in 0..MAX_DIR_BLOCKS {
+        if pos >= size {
+            return Ok(pos);
+        }
+        let blk = pos / blksz;
+        let dbstart = blk * blksz;
+        let first = (pos - dbstart).div_ceil(EROFS_DIRENT_SIZE as u64);
+        let blk_len = (size - dbstart).min(blksz);
+        let stopped = with_block(m, dir, blk, st, |db, st| {
+            for i in first..db.len() as u64 {
+                let d = db.get(i as usize).ok_or(Error::Corrupted)?;
+                pos = dbstart + i * EROFS_DIRENT_SIZE as u64;
+                if budget == 0 {
+                    return Ok(true);
+                }
+                budget -= 1;
+                st.dirents += 1;
+                emit(d.name, d.nid, file_type_to_dtype(d.file_type));
+            }
+            Ok(false)
+        })??;
+        if stopped {
+            return Ok(pos);
+        }
+        pos = dbstart + blk_len;
+    }
+    Ok(pos)
+}
+
+/// `find`: binary search over the blocks by their first name, then within the block.
+fn find(m: &Mount, dir: &Inode, name: &[u8], st: &mut Stats) -> Result<Option<u64>> {
+    if name.len() > EROFS_NAME_LEN {
+        return Ok(None); // ENAMETOOLONG before any read
+    }
+    let blksz = m.blksz();
+    let nblocks = dir.size.div_ceil(blksz);
+    let (mut lo, mut hi) = (0u64, nblocks);
+    let mut candidate = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let ord = with_block(m, dir, mid, st, |db, _| {
+            db.get(0).map(|d| name.cmp(d.name)).ok_or(Error::Corrupted)
+        })??;
+        match ord {
+            core::cmp::Ordering::Less => hi = mid,
+            _ => {
+                candidate = Some(mid);
+                lo = mid + 1;
+            }
+        }
+    }
+    let Some(blk) = candidate else {
+        return Ok(None);
+    };
+    with_block(m, dir, blk, st, |db, _| match db.lookup(name) {
+        Ok(Ok(d)) => {
+            assert_eq!(d.name, name);
+            Ok(Some(d.nid))
+        }
+        Ok(Err(i)) => {
+            assert!(i <= db.len());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    })?
+}
+
+/// Walks the tree from the root breadth first (`readdir`, then `iget` of each new nid, as a
+/// lookup does), calling `visit` on every inode. Bounded by [`MAX_INODES`].
+pub(crate) fn walk(m: &Mount, st: &mut Stats, visit: &mut dyn FnMut(&Mount, &Inode, &mut Stats)) {
+    let mut seen = HashSet::new();
+    let mut queue = VecDeque::new();
+    seen.insert(m.root.nid);
+    queue.push_back(m.root);
+    while let Some(inode) = queue.pop_front() {
+        visit(m, &inode, st);
+        if !inode.is_dir() {
+            continue;
+        }
+        let mut children = Vec::new();
+        let r = readdir(m, &inode, 0, MAX_DIRENTS, st, &mut |_, nid, _| {
+            children.push(nid)
+        });
+        if r.is_err() {
+            st.errors += 1;
+        }
+        for nid in children {
+            if seen.len() >= MAX_INODES {
+                return;
+            }
+            if seen.insert(nid) {
+                if let Ok(child) = iget(m, nid, st) {
+                    queue.push_back(child);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Xattrs (rust/xattr.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// `for_each_entry`: inline entries, then shared ones, until `f` returns true.
+fn for_each_xattr(
+    m: &Mount,
+    inode: &Inode,
+    st: &mut Stats,
+    f: &mut dyn FnMut(&XattrEntry, &mut Stats) -> Result<bool>,
+) -> Result<()> {
+    let src = m.src();
+    let Some(ix) = InodeXattrs::read(&src, &m.sb, inode)? else {
+        return Ok(());
+    };
+    assert!(u64::from(ix.shared_count) * 4 + ix.inline_len + 12 == u64::from(inode.xattr_isize));
+    let mut n = 0;
+    let mut inline_total = 0u64;
+    for e in ix.inline_entries(&src) {
+        let e = e?;
+        inline_total += e.size();
+        assert!(inline_total <= ix.inline_len);
+        st.xattrs += 1;
+        n += 1;
+        if n > MAX_XATTR_ENTRIES || f(&e, st)? {
+            return Ok(());
+        }
+    }
+    for i in 0..ix.shared_count {
+        let id = ix.shared_id(&src, i)?;
+        let e = shared_entry(&src, &m.sb, id)?;
+        st.xattrs += 1;
+        st.shared_xattrs += 1;
+        n += 1;
+        if n > MAX_XATTR_ENTRIES || f(&e, st)? {
+            return Ok(());
+        }
+    }
+    assert!(ix.shared_id(&src, ix.shared_count).is_err());
+    Ok(())
+}
+
+/// The long prefix of an entry that uses one.
+fn entry_long_prefix(m: &Mount, e: &XattrEntry, st: &mut Stats) -> Result<Option<LongPrefix>> {
+    if !e.is_long_prefix() {
+        return Ok(None);
+    }
+    let pf = long_prefix(&m.src(), &m.sb, e.long_prefix_index())?;
+    st.long_prefixes += 1;
+    Ok(Some(pf))
+}
+
+/// `getxattr`: the value of `(index, name)`, copied into `buf` if given.
+fn getxattr(
+    m: &Mount,
+    inode: &Inode,
+    index: u8,
+    name: &[u8],
+    buf: Option<&mut [u8]>,
+    st: &mut Stats,
+) -> Result<Option<usize>> {
+    let src = m.src();
+    let mut found = None;
+    for_each_xattr(m, inode, st, &mut |e, st| {
+        let long = entry_long_prefix(m, e, st)?;
+        if e.matches(&src, long.as_ref(), index, name)? {
+            found = Some((e.value_pos()?, usize::from(e.value_size)));
+            return Ok(true);
+        }
+        Ok(false)
+    })?;
+    let Some((pos, size)) = found else {
+        return Ok(None); // ENODATA
+    };
+    if let Some(buf) = buf {
+        let Some(dst) = buf.get_mut(..size) else {
+            return Ok(None); // ERANGE
+        };
+        src.read_exact(pos, dst)?;
+    }
+    Ok(Some(size))
+}
+
+/// `listxattr`: the NUL-separated full names (`trusted.` included, as for CAP_SYS_ADMIN).
+/// Also returns each listed name without a NUL in it (those that the list can express).
+fn listxattr(m: &Mount, inode: &Inode, st: &mut Stats) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+    let src = m.src();
+    let mut list = Vec::new();
+    let mut names = Vec::new();
+    for_each_xattr(m, inode, st, &mut |e, st| {
+        let long = entry_long_prefix(m, e, st)?;
+        let base = long.as_ref().map(|l| l.base_index).unwrap_or(e.name_index);
+        let Some(prefix) = prefix_name(base) else {
+            return Ok(false);
+        };
+        let mut infix_buf = [0u8; EROFS_NAME_LEN];
+        let infix = match &long {
+            Some(l) => l.read_infix(&src, &mut infix_buf)?,
+            None => &[],
+        };
+        assert_eq!(infix.len(), long.map_or(0, |l| usize::from(l.infix_len)));
+        let mut name_buf = [0u8; EROFS_NAME_LEN];
+        let name = e.read_name(&src, &mut name_buf)?;
+        assert_eq!(name.len(), usize::from(e.name_len));
+        let mut vbuf = vec![0u8; usize::from(e.value_size)];
+        let _ = e.read_value(&src, &mut vbuf);
+        if list.len() < XATTR_LIST_MAX {
+            let start = list.len();
+            list.extend_from_slice(prefix);
+            list.extend_from_slice(infix);
+            list.extend_from_slice(name);
+            if !list[start..].contains(&0) {
+                names.push(list[start..].to_vec());
+            }
+            list.push(0);
+        }
+        Ok(false)
+    })?;
+    Ok((list, names))
+}
+
+/// Splits a full xattr name the way the VFS picks a handler: `(index, name after the prefix)`.
+fn handler_of(full: &[u8]) -> Option<(u8, &[u8])> {
+    for (prefix, index) in [
+        (&b"user."[..], EROFS_XATTR_INDEX_USER),
+        (b"trusted.", EROFS_XATTR_INDEX_TRUSTED),
+        (b"security.", EROFS_XATTR_INDEX_SECURITY),
+    ] {
+        if let Some(rest) = full.strip_prefix(prefix) {
+            return Some((index, rest));
+        }
+    }
+    match full {
+        b"system.posix_acl_access" => Some((EROFS_XATTR_INDEX_POSIX_ACL_ACCESS, b"")),
+        b"system.posix_acl_default" => Some((EROFS_XATTR_INDEX_POSIX_ACL_DEFAULT, b"")),
+        _ => None,
+    }
+}
+
+/// Everything the VFS can ask of an inode's xattrs.
+fn visit_xattrs(m: &Mount, inode: &Inode, st: &mut Stats) {
+    let listed = match listxattr(m, inode, st) {
+        Ok((_, names)) => names,
+        Err(_) => {
+            st.errors += 1;
+            return;
+        }
+    };
+    let ix = InodeXattrs::read(&m.src(), &m.sb, inode).ok().flatten();
+    // Every name listxattr gives must be found by getxattr (same walk, same entry).
+    for full in listed.iter().take(MAX_GETXATTRS) {
+        if let Some((index, name)) = handler_of(full) {
+            let r = getxattr(m, inode, index, name, None, st);
+            assert!(
+                matches!(r, Ok(Some(_))),
+                "listed {:?} not found: {r:?}",
+                String::from_utf8_lossy(full)
+            );
+        }
+    }
+    let mut names: Vec<(u8, Vec<u8>)> = listed
+        .iter()
+        .filter_map(|n| handler_of(n))
+        .map(|(i, n)| (i, n.to_vec()))
+        .take(MAX_GETXATTRS)
+        .collect();
+    // ACLs (get_inode_acl) and names that are absent.
+    names.push((EROFS_XATTR_INDEX_POSIX_ACL_ACCESS, Vec::new()));
+    names.push((EROFS_XATTR_INDEX_POSIX_ACL_DEFAULT, Vec::new()));
+    names.push((EROFS_XATTR_INDEX_USER, b"shared".to_vec()));
+    names.push((EROFS_XATTR_INDEX_TRUSTED, b"absent".to_vec()));
+    let mut buf = vec![0u8; 65536];
+    for (index, name) in names {
+        if let Some(ix) = &ix {
+            let _ = ix.filter_excludes(&m.sb, index, &name);
+        }
+        match getxattr(m, inode, index, &name, None, st) {
+            Ok(Some(size)) => {
+                let r = getxattr(m, inode, index, &name, Some(&mut buf), st);
+                assert!(matches!(r, Ok(Some(s)) if s == size) || r.is_err());
+            }
+            Ok(None) => {}
+            Err(_) => st.errors += 1,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The targets
+// ---------------------------------------------------------------------------------------------
+
+fn superblock(data: &[u8], st: &mut Stats) {
+    let p = page0(data);
+    if let Ok(sb) = SuperBlock::parse(&p[1024..]) {
+        check_superblock(&sb);
+        let _ = sb.verify_checksum(&p);
+        if sb.has_compat(EROFS_FEATURE_COMPAT_SB_CHKSUM) {
+            let short = &p[..1024 + sb.checksum_len() - 1];
+            assert_eq!(sb.verify_checksum(short), Err(Error::Corrupted));
+        }
+        let _ = sb.unsupported_incompat();
+        for blk in [0, 1, u64::from(u32::MAX), u64::MAX >> 12, u64::MAX] {
+            if let Ok(pos) = sb.blkpos(blk) {
+                assert_eq!(pos >> sb.blkszbits, blk);
+            }
+        }
+        for nid in [0, sb.root_nid, sb.packed_nid, u64::MAX] {
+            let _ = sb.nid_pos(nid);
+        }
+        let _ = long_prefix_table_pos(&sb);
+    }
+    mount(data, st);
+}
+
+fn device_table(data: &[u8], st: &mut Stats) {
+    let Some(m) = mount(data, st) else {
+        return;
+    };
+    let blksz = m.blksz();
+    let n = m.sb.extra_devices;
+    for flatdev in [false, true] {
+        for device in 0..=n.saturating_add(1).min(64) {
+            let mut probes = vec![0, blksz, u64::MAX - 1];
+            for s in m.devices.iter().take(8) {
+                let start = u64::from(s.mapped_blkaddr) * blksz;
+                let end = start + u64::from(s.blocks) * blksz;
+                probes.extend([start, end.saturating_sub(1), end]);
+            }
+            for phys in probes {
+                match map_device(&m.sb, &m.devices, flatdev, device, phys) {
+                    Ok(dm) => {
+                        if flatdev {
+                            assert_eq!(dm.device, 0);
+                        } else if device != 0 {
+                            assert_eq!((dm.device, dm.physical), (device, phys));
+                        } else if dm.device != 0 {
+                            let s = m.devices[usize::from(dm.device) - 1];
+                            assert!(s.mapped_blkaddr != 0);
+                            assert!(dm.physical < u64::from(s.blocks) * blksz);
+                        }
+                        if device > n {
+                            panic!("device {device} of {n} routed: {dm:?}");
+                        }
+                    }
+                    Err(_) => st.errors += 1,
+                }
+            }
+        }
+    }
+    // The extents of chunk-indexed files name devices: route them.
+    walk(&m, st, &mut |m, inode, st| {
+        if inode.datalayout != Layout::ChunkBased {
+            return;
+        }
+        let mut off = 0;
+        for _ in 0..MAX_FILE_PAGES {
+            let Ok(mp) = map_checked(m, inode, off, st) else {
+                return;
+            };
+            if mp.length == 0 {
+                return;
+            }
+            if mp.mapped {
+                let _ = map_device(&m.sb, &m.devices, false, mp.device, mp.physical);
+                let _ = map_device(&m.sb, &m.devices, true, mp.device, mp.physical);
+            }
+            off = mp.logical + mp.length;
+        }
+    });
+}
+
+fn inode(data: &[u8], st: &mut Stats) {
+    let Some(m) = mount(data, st) else {
+        return;
+    };
+    walk(&m, st, &mut |m, inode, st| {
+        let _ = inode.xattr_pos(&m.sb);
+        let _ = inode.inline_data_pos(&m.sb);
+        if inode.is_symlink() {
+            // page_get_link: page 0 through read_folio, then the target up to i_size.
+            match read_page(m, inode, 0, st) {
+                Ok(p) => assert!(p.len() > inode.size as usize),
+                Err(_) => st.errors += 1,
+            }
+        }
+    });
+    // Inodes no directory names: neighbours of the root, the packed inode.
+    for nid in [
+        m.sb.packed_nid,
+        m.sb.root_nid + 1,
+        m.sb.root_nid.wrapping_sub(1),
+    ] {
+        let _ = iget(&m, nid, st);
+    }
+}
+
+fn dirent(data: &[u8], st: &mut Stats) {
+    let Some(m) = mount(data, st) else {
+        return;
+    };
+    walk(&m, st, &mut |m, dir, st| {
+        if !dir.is_dir() {
+            return;
+        }
+        // getdents with a small buffer: continue from where the last call stopped.
+        let mut names = Vec::new();
+        let mut pos = 0;
+        for _ in 0..4 {
+            match readdir(m, dir, pos, 7, st, &mut |name, nid, _| {
+                names.push((name.to_vec(), nid))
+            }) {
+                Ok(p) if p > pos => pos = p,
+                Ok(_) => break,
+                Err(_) => {
+                    st.errors += 1;
+                    break;
+                }
+            }
+        }
+        // seekdir to arbitrary positions.
+        for pos in [1, 11, 13, dir.size / 2, dir.size.saturating_sub(1)] {
+            let _ = readdir(m, dir, pos, 3, st, &mut |_, _, _| {});
+        }
+        // lookup of names that exist, and of some that do not.
+        names.truncate(MAX_LOOKUPS);
+        let mut probes: Vec<Vec<u8>> = names.iter().map(|(n, _)| n.clone()).collect();
+        probes.extend([
+            b"\x01".to_vec(),
+            b"zzzz".to_vec(),
+            vec![b'n'; 255],
+            vec![b'n'; 256],
+        ]);
+        if let Some((n, _)) = names.first() {
+            let mut n = n.clone();
+            n.push(0);
+            probes.push(n);
+        }
+        for name in probes {
+            if find(m, dir, &name, st).is_err() {
+                st.errors += 1;
+            }
+        }
+        // A directory sorted across its blocks, as mkfs.erofs writes them: lookup finds every
+        // name readdir gives (entries spread over the whole directory).
+        let mut all = Vec::new();
+        let complete = readdir(m, dir, 0, MAX_DIRENTS, st, &mut |name, nid, _| {
+            all.push((name.to_vec(), nid))
+        })
+        .is_ok_and(|end| end >= dir.size);
+        if complete && all.windows(2).all(|w| w[0].0 < w[1].0) {
+            let step = all.len().div_ceil(MAX_LOOKUPS).max(1);
+            for (name, nid) in all.iter().step_by(step) {
+                let r = find(m, dir, name, st);
+                assert_eq!(
+                    r,
+                    Ok(Some(*nid)),
+                    "lookup of {:?} in a sorted directory",
+                    String::from_utf8_lossy(name)
+                );
+            }
+        }
+    });
+}
+
+fn xattr(data: &[u8], st: &mut Stats) {
+    let Some(m) = mount(data, st) else {
+        return;
+    };
+    walk(&m, st, &mut |m, inode, st| visit_xattrs(m, inode, st));
+    // The long prefix table, entry by entry.
+    for i in 0..m
+        .sb
+        .xattr_prefix_count
+        .min(EROFS_XATTR_LONG_PREFIX_MASK + 1)
+    {
+        if let Ok(pf) = long_prefix(&m.src(), &m.sb, i) {
+            let mut b = [0u8; EROFS_NAME_LEN];
+            let _ = pf.read_infix(&m.src(), &mut b);
+        }
+    }
+    assert!(
+        long_prefix(&m.src(), &m.sb, m.sb.xattr_prefix_count).is_err()
+            || m.sb.xattr_prefix_count > EROFS_XATTR_LONG_PREFIX_MASK
+    );
+}
+
+fn chunk_map(data: &[u8], st: &mut Stats) {
+    let Some(m) = mount(data, st) else {
+        return;
+    };
+    walk(&m, st, &mut |m, inode, st| {
+        if !(inode.is_reg() || inode.is_dir() || inode.is_symlink()) {
+            return;
+        }
+        // read_folio of the first pages and of the last one.
+        let pages = inode.size.div_ceil(PAGE_SIZE as u64);
+        let last = pages.saturating_sub(1);
+        for index in (0..pages.min(MAX_FILE_PAGES)).chain([last]) {
+            if read_page(m, inode, index, st).is_err() {
+                st.errors += 1;
+                break;
+            }
+        }
+        // map at the edges: each chunk boundary the first pages cross, the end, past the end.
+        let size = inode.size;
+        let mut probes = vec![
+            0,
+            size.saturating_sub(1),
+            size,
+            size.saturating_add(1),
+            u64::MAX,
+        ];
+        if inode.datalayout == Layout::ChunkBased && inode.chunkbits < 63 {
+            let c = 1u64 << inode.chunkbits;
+            probes.extend([
+                c - 1,
+                c,
+                c + 1,
+                size / c * c,
+                (size / c * c).saturating_sub(1),
+            ]);
+        }
+        for off in probes {
+            let _ = map_checked(m, inode, off, st);
+        }
+    });
+}
