@@ -69,6 +69,12 @@ pub trait BlobRead: Send + Sync {
 /// key) fail the OPEN with ENOENT, others with their errno or EIO.
 pub trait BlobStore: Send + Sync {
     fn open(&self, key: &[u8]) -> io::Result<Box<dyn BlobRead>>;
+    /// Opens blob `key` of volume `volume` (the OPEN's volume key, e.g. `erofs,NAME\0`): for
+    /// stores that route by volume (`crate::route::RouteStore`); others ignore the volume.
+    fn open_in(&self, volume: &[u8], key: &[u8]) -> io::Result<Box<dyn BlobRead>> {
+        let _ = volume;
+        self.open(key)
+    }
     /// What the store serves from, for the log.
     fn describe(&self) -> String;
 }

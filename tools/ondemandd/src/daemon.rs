@@ -18,6 +18,7 @@ use crate::fault::{self, Faults, Kind, Source};
 use crate::log;
 use crate::log::Level;
 use crate::proto::{self, ParseError, Request};
+use crate::prefetch::{self, Prefetcher};
 use crate::queue::Queue;
 use crate::stats::{self, Stats};
 use std::collections::HashMap;
@@ -73,6 +74,8 @@ pub struct Options {
     pub per_blob: usize,
     /// The supervisor's restart count, shown in the stats file.
     pub restarts: u64,
+    /// Background prefetch after OPEN (`--prefetch`, `[prefetch]`); empty: none.
+    pub prefetch: prefetch::Plan,
 }
 
 /// An opened cache object: its anon fd and the blob behind it.
@@ -130,11 +133,16 @@ struct Shared<K: Kernel> {
     /// Held while writing the stats file, so the last write has the latest counters.
     stats_writer: Mutex<()>,
     next_serial: AtomicU64,
+    /// Demand READs queued and not yet completed (prefetch waits while there are any).
+    in_flight: AtomicU64,
+    started: Instant,
+    prefetcher: Option<Arc<Prefetcher>>,
 }
 
 pub struct Daemon<K: Kernel> {
     sh: Arc<Shared<K>>,
     workers: Vec<JoinHandle<()>>,
+    prefetch_thread: Option<JoinHandle<()>>,
     /// For fault injection on the dispatching thread.
     buf: AlignedBuf,
     /// Set by the `exit-on-read` fault: the request loop must exit now.
@@ -212,7 +220,7 @@ impl<K: Kernel> Shared<K> {
     fn open(&self, msg_id: u32, object_id: u32, vkey: &[u8], ckey: &[u8], fd: OwnedFd, flags: u32) {
         let vk = String::from_utf8_lossy(vkey);
         let ck = String::from_utf8_lossy(ckey);
-        match self.opts.store.open(ckey) {
+        match self.opts.store.open_in(vkey, ckey) {
             Ok(blob) => {
                 let size = blob.size();
                 log!(Level::Info, "OPEN {msg_id} object {object_id}: volume {vk:?} cookie {ck:?} -> {} ({size} bytes, flags {flags:#x})", blob.location());
@@ -237,6 +245,8 @@ impl<K: Kernel> Shared<K> {
                     self.count(|s| s.errors += 1);
                     log!(Level::Error, "copen {msg_id}: {e}");
                     lock(&self.objects).remove(&object_id);
+                } else {
+                    self.start_prefetch(object_id, ckey, size);
                 }
             }
             Err(e) => {
@@ -320,6 +330,68 @@ impl<K: Kernel> Shared<K> {
         let mut st = lock(&self.state);
         st.stats.errors += u64::from(!ok) + u64::from(res.is_err());
         st.stats.count_read(len, ns);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Queues the prefetch of object `object_id` (just opened), if the plan names its blob.
+    fn start_prefetch(&self, object_id: u32, key: &[u8], size: u64) {
+        let Some(pf) = &self.prefetcher else { return };
+        let pieces = self.opts.prefetch.pieces(key, size, self.opts.window);
+        if pieces.is_empty() {
+            return;
+        }
+        let Some(obj) = lock(&self.objects).get(&object_id).cloned() else {
+            return;
+        };
+        log!(
+            Level::Info,
+            "prefetch of {}: {} piece(s) queued",
+            obj.blob.location(),
+            pieces.len()
+        );
+        pf.add(prefetch::Task {
+            object_id,
+            serial: obj.serial,
+            obj,
+            pieces: pieces.into(),
+        });
+    }
+}
+
+impl prefetch::Target for Object {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+    fn blob(&self) -> &dyn BlobRead {
+        self.blob.as_ref()
+    }
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl<K: Kernel> prefetch::Host for Shared<K> {
+    fn demand_pending(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+    fn alive(&self, object_id: u32, serial: u64) -> bool {
+        lock(&self.objects)
+            .get(&object_id)
+            .is_some_and(|o| o.serial == serial)
+    }
+    fn delay(&self, key: &[u8]) -> std::time::Duration {
+        self.opts.delays.get(key)
+    }
+    fn copied(&self, bytes: u64) {
+        self.count(|s| {
+            s.prefetch_bytes += bytes;
+            s.prefetch_pieces += 1;
+        });
+        self.write_stats();
+    }
+    fn finished(&self) {
+        self.count(|s| s.prefetch_done += 1);
+        self.write_stats();
     }
 }
 
@@ -343,8 +415,19 @@ impl<K: Kernel> Daemon<K> {
             idle: Condvar::new(),
             stats_writer: Mutex::new(()),
             next_serial: AtomicU64::new(1),
+            in_flight: AtomicU64::new(0),
+            started: Instant::now(),
+            prefetcher: (!opts.prefetch.is_empty())
+                .then(|| Prefetcher::new(opts.prefetch.bandwidth, opts.window)),
             opts,
         });
+        let prefetch_thread = match &sh.prefetcher {
+            Some(pf) => {
+                let host: Arc<dyn prefetch::Host> = Arc::clone(&sh) as _;
+                Some(pf.start(host)?)
+            }
+            None => None,
+        };
         let mut workers = Vec::new();
         for i in 0..threads {
             let s = Arc::clone(&sh);
@@ -356,6 +439,7 @@ impl<K: Kernel> Daemon<K> {
         Ok(Daemon {
             sh,
             workers,
+            prefetch_thread,
             buf: AlignedBuf::new(cache::CHUNK)?,
             exit_requested: false,
         })
@@ -369,6 +453,16 @@ impl<K: Kernel> Daemon<K> {
     /// Rewrites the stats file, if any.
     pub fn write_stats(&self) {
         self.sh.write_stats()
+    }
+
+    /// What the stats socket sends (see [`Stats::render_live`]), taken when called.
+    pub fn snapshot(&self) -> crate::statsock::Snapshot {
+        let sh = Arc::clone(&self.sh);
+        Arc::new(move || {
+            let st = lock(&sh.state).stats.clone();
+            let up = u64::try_from(sh.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            st.render_live(sh.in_flight.load(Ordering::Relaxed), up)
+        })
     }
 
     fn count(&self, f: impl FnOnce(&mut Stats)) {
@@ -585,6 +679,7 @@ impl<K: Kernel> Daemon<K> {
             );
         }
         st.stats.fetches += added.new.len() as u64;
+        self.sh.in_flight.fetch_add(1, Ordering::Relaxed);
         for fetch in added.new {
             let job = Job::Fetch {
                 fetch,
@@ -603,6 +698,12 @@ impl<K: Kernel> Drop for Daemon<K> {
     fn drop(&mut self) {
         lock(&self.sh.state).stop = true;
         self.sh.work.notify_all();
+        if let Some(pf) = &self.sh.prefetcher {
+            pf.stop();
+        }
+        if let Some(h) = self.prefetch_thread.take() {
+            let _ = h.join();
+        }
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
@@ -742,6 +843,7 @@ mod tests {
             threads: 4,
             per_blob: 2,
             restarts: 0,
+            prefetch: prefetch::Plan::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 mod blobs;
 mod cache;
 mod coalesce;
+mod config;
 mod daemon;
 mod devnode;
 mod fault;
@@ -15,11 +16,15 @@ mod fdstore;
 mod http;
 #[macro_use]
 mod log;
+mod prefetch;
 mod proto;
 mod queue;
+mod route;
 mod signals;
 mod stats;
+mod statsock;
 mod supervise;
+mod toml;
 
 use blobs::{Delays, DirStore};
 use daemon::{Daemon, Options};
@@ -35,6 +40,8 @@ use std::sync::Arc;
 enum SourceCfg {
     Dir(PathBuf),
     Http(http::Url),
+    /// The config file's [[source]] tables (`--config`), first match wins.
+    Routes(Vec<config::Rule>),
 }
 
 #[derive(Debug, PartialEq)]
@@ -55,6 +62,8 @@ struct Config {
     supervise: bool,
     worker_pid_file: Option<PathBuf>,
     fd_store: Option<PathBuf>,
+    stats_socket: Option<PathBuf>,
+    prefetch: prefetch::Plan,
 }
 
 const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http://HOST[:PORT][/PREFIX]} \
@@ -62,7 +71,9 @@ const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --
 [--devnode PATH] [--stats-file PATH] [--pid-file PATH] [--log-level error|warn|info|debug] \
 [--window BYTES] [--threads N] [--per-blob N] [--fault KIND[:BLOB]]... \
 [--source-delay-ms N[:BLOB]]... [--supervise [--worker-pid-file PATH]] [--fd-store SOCKET] \
-[--foreground]
+[--foreground] [--config FILE] [--stats-socket PATH] [--prefetch BLOB[:OFF:LEN]]... \
+[--prefetch-bandwidth BYTES_PER_SEC[K|M|G]]
+       erofs-ondemandd stats --socket PATH
        erofs-ondemandd hold --socket SOCKET [--pid-file PATH] [--log-level LEVEL]
 fault kinds (testing only): refuse-open, read-no-data, short-write, misaligned-write, write-past, close-anon-fd, no-answer, exit-on-read";
 
@@ -103,6 +114,8 @@ fn count(key: &str, val: &str, max: usize) -> Result<usize, String> {
 
 /// Parses the command line (without argv[0]). Ok(None) for --help.
 fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>, String> {
+    // --config FILE: the file's settings come first, as options the command line overrides.
+    let (args, file) = config::expand(args.into_iter().collect())?;
     let mut args = args.into_iter();
     let mut cache_dir = None;
     let mut source = None;
@@ -123,6 +136,8 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         supervise: false,
         worker_pid_file: None,
         fd_store: None,
+        stats_socket: None,
+        prefetch: prefetch::Plan::default(),
     };
     while let Some(a) = args.next() {
         let (key, inline) = match a.split_once('=') {
@@ -174,18 +189,51 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
             "--source-delay-ms" => cfg.delays.add(&val)?,
             "--worker-pid-file" => cfg.worker_pid_file = Some(val.into()),
             "--fd-store" => cfg.fd_store = Some(val.into()),
+            "--stats-socket" => cfg.stats_socket = Some(val.into()),
+            "--prefetch" => cfg.prefetch.specs.push(prefetch::Spec::parse(&val)?),
+            "--prefetch-bandwidth" => {
+                let n = prefetch::parse_size(&val).map_err(|e| format!("--prefetch-bandwidth: {e}"))?;
+                cfg.prefetch.bandwidth = Some(n).filter(|&n| n > 0);
+            }
             "--log-level" => {
                 cfg.level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
             }
             _ => return Err(format!("unknown argument {key}")),
         }
     }
+    if let Some(fc) = file {
+        // --blob-dir/--source replace the file's [[source]] tables; the command line's
+        // --prefetch items add to the file's, its --prefetch-bandwidth wins.
+        if source.is_none() && !fc.sources.is_empty() {
+            source = Some(SourceCfg::Routes(fc.sources));
+        }
+        cfg.prefetch.specs.splice(0..0, fc.prefetch.specs);
+        if cfg.prefetch.bandwidth.is_none() {
+            cfg.prefetch.bandwidth = fc.prefetch.bandwidth;
+        }
+    }
     cfg.cache_dir = cache_dir.ok_or("--cache-dir is required")?;
-    cfg.source = source.ok_or("--blob-dir or --source is required")?;
+    cfg.source = source.ok_or("--blob-dir, --source or [[source]] in --config is required")?;
     Ok(Some(cfg))
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("stats") {
+        let r = statsock::parse_args(std::env::args().skip(2)).and_then(|p| {
+            statsock::query(&p).map_err(|e| format!("stats: {}: {e}", p.display()))
+        });
+        match r {
+            Ok(s) => {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(s.as_bytes());
+                return;
+            }
+            Err(e) => {
+                say!("erofs-ondemandd: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     if std::env::args().nth(1).as_deref() == Some("hold") {
         match parse_hold(std::env::args().skip(2)) {
             Ok((socket, pid_file, level)) => {
@@ -331,13 +379,7 @@ fn serve_worker(
             "--source-delay-ms: fetches are slowed down on purpose"
         );
     }
-    let store: Arc<dyn blobs::BlobStore> = match &cfg.source {
-        SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
-        SourceCfg::Http(u) => Arc::new(http::HttpStore::new(
-            u.clone(),
-            std::time::Duration::from_secs(cfg.http_timeout),
-        )),
-    };
+    let store = make_store(&cfg.source, cfg)?;
     log!(
         Level::Info,
         "serving {} with {} threads",
@@ -353,9 +395,25 @@ fn serve_worker(
         threads: cfg.threads,
         per_blob: cfg.per_blob,
         restarts,
+        prefetch: cfg.prefetch.clone(),
     };
+    if !cfg.prefetch.is_empty() {
+        log!(
+            Level::Info,
+            "prefetch: {} item(s), bandwidth {}",
+            cfg.prefetch.specs.len(),
+            cfg.prefetch
+                .bandwidth
+                .map_or("unlimited".to_string(), |b| format!("{b} bytes/s"))
+        );
+    }
     let mut d = Daemon::new(opts, Arc::clone(&dev)).map_err(|e| format!("{e}"))?;
     d.write_stats();
+    // Removed (by drop) when this function returns: on a clean exit.
+    let _stats_socket = match &cfg.stats_socket {
+        Some(p) => Some(statsock::start(p, d.snapshot())?),
+        None => None,
+    };
     let r = serve(&dev, &sigfd, &mut d);
     say!("erofs-ondemandd: exiting: {}", d.stats().summary());
     let own_pid_file = if cfg.supervise {
@@ -369,6 +427,30 @@ fn serve_worker(
     // The caller exits without waiting for fetches in flight (dropping the daemon would).
     std::mem::forget(d);
     r
+}
+
+/// The blob store of `src`.
+fn make_store(src: &SourceCfg, cfg: &Config) -> Result<Arc<dyn blobs::BlobStore>, String> {
+    Ok(match src {
+        SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
+        SourceCfg::Http(u) => Arc::new(http::HttpStore::new(
+            u.clone(),
+            std::time::Duration::from_secs(cfg.http_timeout),
+        )),
+        SourceCfg::Routes(rules) => {
+            let mut routes = Vec::new();
+            for r in rules {
+                let src = match &r.source {
+                    config::RuleSource::Dir(d) => SourceCfg::Dir(d.clone()),
+                    config::RuleSource::Url(u) => {
+                        SourceCfg::Http(http::Url::parse(u).map_err(|e| format!("{}: {e}", r.at))?)
+                    }
+                };
+                routes.push((r.clone(), make_store(&src, cfg)?));
+            }
+            Arc::new(route::RouteStore::new(routes))
+        }
+    })
 }
 
 /// The request loop: until SIGTERM/SIGINT (Ok) or a devnode failure (Err).

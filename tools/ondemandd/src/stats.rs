@@ -26,6 +26,24 @@ pub struct Stats {
     pub coalesced: u64,
     /// Times the supervisor restarted the daemon (`--supervise`) before this one.
     pub restarts: u64,
+    /// Background prefetch: blob bytes copied, pieces copied, objects whose prefetch is over.
+    pub prefetch_bytes: u64,
+    pub prefetch_pieces: u64,
+    pub prefetch_done: u64,
+    /// READ latency (receipt to completion) histogram, see [`LAT_BOUNDS_MS`].
+    pub read_lat_hist: [u64; LAT_BUCKETS],
+}
+
+/// Upper bounds (ms) of the READ latency buckets; the last bucket (`inf`) takes the rest.
+pub const LAT_BOUNDS_MS: [u64; 7] = [1, 4, 16, 64, 256, 1000, 4000];
+pub const LAT_BUCKETS: usize = LAT_BOUNDS_MS.len() + 1;
+
+/// The latency bucket of `ns` nanoseconds.
+pub fn lat_bucket(ns: u64) -> usize {
+    LAT_BOUNDS_MS
+        .iter()
+        .position(|&ms| ns <= ms * 1_000_000)
+        .unwrap_or(LAT_BUCKETS - 1)
 }
 
 /// Buckets of the READ length histogram: powers of two from 4 KiB to 1 MiB, then "larger".
@@ -67,6 +85,33 @@ impl Stats {
             "fetches {}\ncoalesced {}\nrestarts {}\n",
             self.fetches, self.coalesced, self.restarts
         ));
+        s.push_str(&self.render_prefetch());
+        s
+    }
+
+    fn render_prefetch(&self) -> String {
+        format!(
+            "prefetch_bytes {}\nprefetch_pieces {}\nprefetch_done {}\n",
+            self.prefetch_bytes, self.prefetch_pieces, self.prefetch_done
+        )
+    }
+
+    /// What the stats socket sends: the stats file's lines, then `in_flight` (READs not yet
+    /// completed), the READ latency histogram (`read_lat_le_1ms` ... `read_lat_inf`) and
+    /// `uptime_ms`.
+    pub fn render_live(&self, in_flight: u64, uptime_ms: u64) -> String {
+        let mut s = self.render();
+        s.push_str(&format!("in_flight {in_flight}\n"));
+        for (i, n) in self.read_lat_hist.iter().enumerate() {
+            match LAT_BOUNDS_MS.get(i) {
+                Some(ms) if ms % 1000 == 0 => {
+                    s.push_str(&format!("read_lat_le_{}s {n}\n", ms / 1000))
+                }
+                Some(ms) => s.push_str(&format!("read_lat_le_{ms}ms {n}\n")),
+                None => s.push_str(&format!("read_lat_inf {n}\n")),
+            }
+        }
+        s.push_str(&format!("uptime_ms {uptime_ms}\n"));
         s
     }
 
@@ -75,6 +120,7 @@ impl Stats {
         self.bytes_requested = self.bytes_requested.saturating_add(len);
         self.read_ns = self.read_ns.saturating_add(ns);
         self.read_len_hist[hist_bucket(len)] += 1;
+        self.read_lat_hist[lat_bucket(ns)] += 1;
     }
 
     /// The one-line summary printed at exit.
@@ -132,8 +178,19 @@ mod tests {
              read_len_le_4096 2\nread_len_le_8192 1\nread_len_le_16384 0\n\
              read_len_le_32768 0\nread_len_le_65536 0\nread_len_le_131072 0\n\
              read_len_le_262144 0\nread_len_le_524288 0\nread_len_le_1048576 1\n\
-             read_len_gt_1048576 1\nfetches 0\ncoalesced 0\nrestarts 0\n"
+             read_len_gt_1048576 1\nfetches 0\ncoalesced 0\nrestarts 0\n\
+             prefetch_bytes 0\nprefetch_pieces 0\nprefetch_done 0\n"
         );
+        s.count_read(1, 1_000_001);
+        s.count_read(1, 5_000_000_000);
+        let live = s.render_live(3, 1234);
+        assert!(live.starts_with(&s.render()));
+        assert!(live.ends_with(
+            "in_flight 3\nread_lat_le_1ms 5\nread_lat_le_4ms 1\nread_lat_le_16ms 0\n\
+             read_lat_le_64ms 0\nread_lat_le_256ms 0\nread_lat_le_1s 0\nread_lat_le_4s 0\n\
+             read_lat_inf 1\nuptime_ms 1234\n"
+        ));
+        assert_eq!(lat_bucket(4_000_000_000), LAT_BUCKETS - 2);
         assert_eq!(hist_bucket(0), 0);
         assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
         assert!(s.summary().contains("4096 bytes fetched"));
