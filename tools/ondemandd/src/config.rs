@@ -38,8 +38,7 @@ impl Rule {
         let end = volume.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
         let volume = &volume[..end];
         let vol_ok = self.volume.as_ref().is_none_or(|v| {
-            volume == v.as_bytes()
-                || volume.strip_prefix(b"erofs,") == Some(v.as_bytes())
+            volume == v.as_bytes() || volume.strip_prefix(b"erofs,") == Some(v.as_bytes())
         });
         vol_ok
             && self
@@ -94,7 +93,11 @@ impl Ctx<'_> {
         match &it.value {
             Value::Str(s) if !s.is_empty() => Ok(s.clone()),
             Value::Str(_) => Err(self.err(it.line, key, "must not be empty")),
-            v => Err(self.err(it.line, key, format!("must be a string, not {}", v.type_name()))),
+            v => Err(self.err(
+                it.line,
+                key,
+                format!("must be a string, not {}", v.type_name()),
+            )),
         }
     }
 
@@ -115,7 +118,11 @@ impl Ctx<'_> {
     fn table<'t>(&self, key: &str, it: &'t Item) -> Result<&'t Table, String> {
         match &it.value {
             Value::Table(t) => Ok(t),
-            v => Err(self.err(it.line, key, format!("must be a table, not {}", v.type_name()))),
+            v => Err(self.err(
+                it.line,
+                key,
+                format!("must be a table, not {}", v.type_name()),
+            )),
         }
     }
 
@@ -136,15 +143,16 @@ impl Ctx<'_> {
 
 /// Reads and checks config file `path` (paths in it may be relative to its directory).
 pub fn load(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
     parse(path, &text)
 }
 
 /// Parses config `text` read from `file`.
 pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
     let cx = Ctx { file };
-    let root = toml::parse(text).map_err(|e| format!("{}:{}: {}", file.display(), e.line, e.msg))?;
+    let root =
+        toml::parse(text).map_err(|e| format!("{}:{}: {}", file.display(), e.line, e.msg))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let rel = |p: &str| -> PathBuf {
         let p = PathBuf::from(p);
@@ -164,7 +172,11 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
             (Kind::Int, Value::Int(n)) if *n >= 0 => n.to_string(),
             (Kind::Int, Value::Int(_)) => return Err(cx.err(it.line, key, "must not be negative")),
             (Kind::Int, v) => {
-                return Err(cx.err(it.line, key, format!("must be an integer, not {}", v.type_name())))
+                return Err(cx.err(
+                    it.line,
+                    key,
+                    format!("must be an integer, not {}", v.type_name()),
+                ))
             }
             (Kind::Path, _) => rel(&cx.string(key, it)?).display().to_string(),
             (Kind::Str, _) => cx.string(key, it)?,
@@ -187,12 +199,19 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
             let tab = cx.table(&name, t)?;
             let pre = format!("{name}.");
             cx.known(&pre, tab, &["volume", "blobs", "dir", "url"])?;
-            let volume = tab.get("volume").map(|v| cx.string(&format!("{pre}volume"), v)).transpose()?;
+            let volume = tab
+                .get("volume")
+                .map(|v| cx.string(&format!("{pre}volume"), v))
+                .transpose()?;
             let blobs = match tab.get("blobs") {
                 Some(b) => {
                     let v = cx.strings(&format!("{pre}blobs"), b)?;
                     if v.is_empty() {
-                        return Err(cx.err(b.line, &format!("{pre}blobs"), "is empty: leave it out to match any blob"));
+                        return Err(cx.err(
+                            b.line,
+                            &format!("{pre}blobs"),
+                            "is empty: leave it out to match any blob",
+                        ));
                     }
                     Some(v)
                 }
@@ -213,7 +232,11 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
                 (None, Some(u)) => {
                     let s = cx.string(&format!("{pre}url"), u)?;
                     if !s.contains("://") {
-                        return Err(cx.err(u.line, &format!("{pre}url"), format!("{s:?} is not a URL (http://HOST[:PORT][/PREFIX])")));
+                        return Err(cx.err(
+                            u.line,
+                            &format!("{pre}url"),
+                            format!("{s:?} is not a URL (http://HOST[:PORT][/PREFIX])"),
+                        ));
                     }
                     RuleSource::Url(s)
                 }
@@ -236,12 +259,17 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
         if let Some(b) = tab.get("bandwidth") {
             let n = match &b.value {
                 Value::Int(n) if *n > 0 => *n as u64,
-                Value::Str(s) => prefetch::parse_size(s).map_err(|e| cx.err(b.line, "prefetch.bandwidth", e))?,
+                Value::Str(s) => {
+                    prefetch::parse_size(s).map_err(|e| cx.err(b.line, "prefetch.bandwidth", e))?
+                }
                 v => {
                     return Err(cx.err(
                         b.line,
                         "prefetch.bandwidth",
-                        format!("must be a positive integer or a string like \"20M\", not {}", describe(v)),
+                        format!(
+                            "must be a positive integer or a string like \"20M\", not {}",
+                            describe(v)
+                        ),
                     ))
                 }
             };
@@ -253,7 +281,11 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
         if let Some(b) = tab.get("blobs") {
             for (i, name) in cx.strings("prefetch.blobs", b)?.into_iter().enumerate() {
                 if crate::blobs::safe_name(name.as_bytes()).is_none() {
-                    return Err(cx.err(b.line, &format!("prefetch.blobs[{i}]"), format!("{name:?} is not a blob name")));
+                    return Err(cx.err(
+                        b.line,
+                        &format!("prefetch.blobs[{i}]"),
+                        format!("{name:?} is not a blob name"),
+                    ));
                 }
                 fc.prefetch.specs.push(Spec {
                     blob: name.into_bytes(),
@@ -263,14 +295,24 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
         }
         if let Some(r) = tab.get("ranges") {
             let Value::Array(items) = &r.value else {
-                return Err(cx.err(r.line, "prefetch.ranges", format!("must be an array of strings, not {}", r.value.type_name())));
+                return Err(cx.err(
+                    r.line,
+                    "prefetch.ranges",
+                    format!("must be an array of strings, not {}", r.value.type_name()),
+                ));
             };
             for (i, x) in items.iter().enumerate() {
                 let key = format!("prefetch.ranges[{i}]");
                 let s = cx.string(&key, x)?;
                 let spec = Spec::parse(&s).map_err(|e| cx.err(x.line, &key, e))?;
                 if spec.range.is_none() {
-                    return Err(cx.err(x.line, &key, format!("{s:?} is not BLOB:OFFSET:LENGTH (whole blobs go in prefetch.blobs)")));
+                    return Err(cx.err(
+                        x.line,
+                        &key,
+                        format!(
+                            "{s:?} is not BLOB:OFFSET:LENGTH (whole blobs go in prefetch.blobs)"
+                        ),
+                    ));
                 }
                 fc.prefetch.specs.push(spec);
             }
@@ -332,7 +374,9 @@ pub fn expand(args: Vec<String>) -> Result<(Vec<String>, Option<FileConfig>), St
             }
         }
     }
-    let Some(f) = file else { return Ok((rest, None)) };
+    let Some(f) = file else {
+        return Ok((rest, None));
+    };
     let fc = load(Path::new(&f))?;
     let mut all = fc.args.clone();
     all.extend(rest);
@@ -408,31 +452,84 @@ mod tests {
         let d = TempDir::new("configerr");
         let f = d.0.join("c.toml");
         for (text, want) in [
-            ("cache_dir = 1\n", "c.toml:1: cache_dir: must be a string, not an integer"),
-            ("\nthreads = \"8\"\n", "c.toml:2: threads: must be an integer, not a string"),
-            ("threads = 0\n", "c.toml:1: threads: 0 is out of range: 1 to 1024"),
+            (
+                "cache_dir = 1\n",
+                "c.toml:1: cache_dir: must be a string, not an integer",
+            ),
+            (
+                "\nthreads = \"8\"\n",
+                "c.toml:2: threads: must be an integer, not a string",
+            ),
+            (
+                "threads = 0\n",
+                "c.toml:1: threads: 0 is out of range: 1 to 1024",
+            ),
             ("windw = 5\n", "c.toml:1: windw: unknown key"),
-            ("log_level = \"loud\"\n", "c.toml:1: log_level: \"loud\" is not one of"),
-            ("[[source]]\ndir = \"/nonexistent-dir\"\n", "c.toml:2: source[0].dir: /nonexistent-dir: not a directory"),
-            ("[[source]]\nvolume = \"v\"\n", "c.toml:1: source[0]: needs dir or url"),
-            ("[[source]]\ndir = \"/\"\nurl = \"http://h/\"\n", "c.toml:3: source[0]: give one of dir and url"),
-            ("[[source]]\ndir = \"/\"\nblob = [\"x\"]\n", "c.toml:3: source[0].blob: unknown key"),
-            ("[[source]]\ndir = \"/\"\nblobs = \"x\"\n", "c.toml:3: source[0].blobs: must be an array of strings, not a string"),
-            ("[[source]]\ndir = \"/\"\nblobs = [\"x\", 1]\n", "c.toml:3: source[0].blobs[1]: must be a string, not an integer"),
-            ("[[source]]\nurl = \"host:80\"\n", "c.toml:2: source[0].url: \"host:80\" is not a URL"),
-            ("source = \"x\"\n", "c.toml:1: source: must be [[source]] tables"),
-            ("[prefetch]\nbandwidth = \"fast\"\n", "c.toml:2: prefetch.bandwidth: bad size \"fast\""),
-            ("[prefetch]\nbandwidth = 0\n", "c.toml:2: prefetch.bandwidth: must be a positive integer"),
-            ("[prefetch]\nranges = [\"b\"]\n", "c.toml:2: prefetch.ranges[0]: \"b\" is not BLOB:OFFSET:LENGTH"),
-            ("[prefetch]\nspeed = 1\n", "c.toml:2: prefetch.speed: unknown key"),
-            ("[prefetch]\nblobs = [\"../x\"]\n", "c.toml:2: prefetch.blobs[0]: \"../x\" is not a blob name"),
+            (
+                "log_level = \"loud\"\n",
+                "c.toml:1: log_level: \"loud\" is not one of",
+            ),
+            (
+                "[[source]]\ndir = \"/nonexistent-dir\"\n",
+                "c.toml:2: source[0].dir: /nonexistent-dir: not a directory",
+            ),
+            (
+                "[[source]]\nvolume = \"v\"\n",
+                "c.toml:1: source[0]: needs dir or url",
+            ),
+            (
+                "[[source]]\ndir = \"/\"\nurl = \"http://h/\"\n",
+                "c.toml:3: source[0]: give one of dir and url",
+            ),
+            (
+                "[[source]]\ndir = \"/\"\nblob = [\"x\"]\n",
+                "c.toml:3: source[0].blob: unknown key",
+            ),
+            (
+                "[[source]]\ndir = \"/\"\nblobs = \"x\"\n",
+                "c.toml:3: source[0].blobs: must be an array of strings, not a string",
+            ),
+            (
+                "[[source]]\ndir = \"/\"\nblobs = [\"x\", 1]\n",
+                "c.toml:3: source[0].blobs[1]: must be a string, not an integer",
+            ),
+            (
+                "[[source]]\nurl = \"host:80\"\n",
+                "c.toml:2: source[0].url: \"host:80\" is not a URL",
+            ),
+            (
+                "source = \"x\"\n",
+                "c.toml:1: source: must be [[source]] tables",
+            ),
+            (
+                "[prefetch]\nbandwidth = \"fast\"\n",
+                "c.toml:2: prefetch.bandwidth: bad size \"fast\"",
+            ),
+            (
+                "[prefetch]\nbandwidth = 0\n",
+                "c.toml:2: prefetch.bandwidth: must be a positive integer",
+            ),
+            (
+                "[prefetch]\nranges = [\"b\"]\n",
+                "c.toml:2: prefetch.ranges[0]: \"b\" is not BLOB:OFFSET:LENGTH",
+            ),
+            (
+                "[prefetch]\nspeed = 1\n",
+                "c.toml:2: prefetch.speed: unknown key",
+            ),
+            (
+                "[prefetch]\nblobs = [\"../x\"]\n",
+                "c.toml:2: prefetch.blobs[0]: \"../x\" is not a blob name",
+            ),
             ("a = [\n", "c.toml:2: unterminated array"),
         ] {
             let e = parse(&f, text).unwrap_err();
             let want = format!("{}/{want}", d.0.display());
             assert!(e.starts_with(&want), "{text:?}:\n got {e}\nwant {want}");
         }
-        assert!(load(&d.0.join("missing.toml")).unwrap_err().contains("missing.toml"));
+        assert!(load(&d.0.join("missing.toml"))
+            .unwrap_err()
+            .contains("missing.toml"));
     }
 
     #[test]

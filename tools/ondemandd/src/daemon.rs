@@ -17,8 +17,8 @@ use crate::devnode::Devnode;
 use crate::fault::{self, Faults, Kind, Source};
 use crate::log;
 use crate::log::Level;
-use crate::proto::{self, ParseError, Request};
 use crate::prefetch::{self, Prefetcher};
+use crate::proto::{self, ParseError, Request};
 use crate::queue::Queue;
 use crate::stats::{self, Stats};
 use std::collections::HashMap;
@@ -453,6 +453,12 @@ impl<K: Kernel> Daemon<K> {
     /// Rewrites the stats file, if any.
     pub fn write_stats(&self) {
         self.sh.write_stats()
+    }
+
+    /// READs queued and not yet completed.
+    #[cfg(test)]
+    pub fn in_flight(&self) -> u64 {
+        self.sh.in_flight.load(Ordering::Relaxed)
     }
 
     /// What the stats socket sends (see [`Stats::render_live`]), taken when called.
@@ -1178,5 +1184,148 @@ mod tests {
         drop(dm);
         assert_eq!(mock.replies(), ["copen 1,10000"]);
         assert!(mock.completed().is_empty());
+    }
+
+    /// A daemon over `setup`'s blobs with a prefetch plan, `window` and `delays`.
+    fn prefetch_daemon(
+        s: &Setup,
+        mock: &Arc<Mock>,
+        plan: &[&str],
+        window: u64,
+        delays: &[&str],
+    ) -> Dm {
+        let mut d = Delays::default();
+        for x in delays {
+            d.add(x).unwrap();
+        }
+        let opts = Options {
+            delays: d,
+            prefetch: prefetch::Plan {
+                specs: plan
+                    .iter()
+                    .map(|p| prefetch::Spec::parse(p).unwrap())
+                    .collect(),
+                bandwidth: None,
+            },
+            ..options(s.d.0.join("blobs"), Faults::default(), window)
+        };
+        Daemon::new(opts, Arc::clone(mock)).unwrap()
+    }
+
+    fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed().as_secs() < secs, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn prefetch_fills_blobs_and_skips_cached_pieces() {
+        let mut s = setup("prefetch");
+        let mock = Arc::new(Mock::default());
+        let mut dm = prefetch_daemon(&s, &mock, &["fsid1", "other:8192:10"], 4096, &[]);
+        s.open(&mut dm, 1, 5, b"fsid1");
+        s.open(&mut dm, 2, 6, b"other");
+        wait_for("prefetch", 10, || dm.stats().prefetch_done == 2);
+        let st = dm.stats();
+        assert_eq!(
+            (st.prefetch_bytes, st.prefetch_pieces),
+            (10_000 + 10_000 - 8192, 4)
+        );
+        assert_eq!(&s.cache(5)[..10_000], &s.data[..]);
+        let c = s.cache(6);
+        assert_eq!(c.len(), 12288);
+        assert!(c[..8192].iter().all(|&b| b == 0), "only the range");
+        assert_eq!(&c[8192..10_000], &s.data[8192..]);
+        // no READ was needed, none completed
+        assert!(mock.completed().is_empty());
+        assert_eq!(dm.in_flight(), 0);
+        // the same blob again, on a cache file that has it all: nothing copied
+        handle(&mut dm, &msg(3, proto::OP_CLOSE, 5, &[]));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(s.d.0.join("cache5"))
+            .unwrap();
+        handle(
+            &mut dm,
+            &msg(
+                4,
+                proto::OP_OPEN,
+                7,
+                &open_payload(b"erofs,x\0", b"fsid1", f.into_raw_fd()),
+            ),
+        );
+        wait_for("second prefetch", 10, || dm.stats().prefetch_done == 3);
+        let st2 = dm.stats();
+        assert_eq!(
+            (st2.prefetch_bytes, st2.prefetch_pieces),
+            (st.prefetch_bytes, 4)
+        );
+    }
+
+    #[test]
+    fn demand_reads_go_before_prefetch() {
+        let mut s = setup("prio");
+        let mock = Arc::new(Mock::default());
+        // `other`'s fetches take 300 ms; the prefetch of fsid1 waits while its READ is pending
+        let mut dm = prefetch_daemon(&s, &mock, &["fsid1"], 4096, &["300:other"]);
+        s.open(&mut dm, 1, 6, b"other");
+        let t = Instant::now();
+        dm.handle_message(&msg(2, proto::OP_READ, 6, &read_payload(0, 4096)));
+        let f = std::fs::File::create(s.d.0.join("cache5")).unwrap();
+        dm.handle_message(&msg(
+            3,
+            proto::OP_OPEN,
+            5,
+            &open_payload(b"erofs,x\0", b"fsid1", f.into_raw_fd()),
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert_eq!(
+            dm.stats().prefetch_bytes,
+            0,
+            "no prefetch while a READ is pending"
+        );
+        wait_for("prefetch", 10, || dm.stats().prefetch_done == 1);
+        assert!(t.elapsed().as_millis() >= 300);
+        assert_eq!(mock.completed().len(), 1);
+        assert_eq!(&s.cache(5)[..10_000], &s.data[..]);
+
+        // and a slow prefetch does not hold demand up: fsid1 pieces take 300 ms each
+        let mut s = setup("prio2");
+        let mock = Arc::new(Mock::default());
+        let mut dm = prefetch_daemon(&s, &mock, &["fsid1"], 4096, &["300:fsid1"]);
+        s.open(&mut dm, 1, 5, b"fsid1");
+        s.open(&mut dm, 2, 6, b"other");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let t = Instant::now();
+        handle(&mut dm, &msg(3, proto::OP_READ, 6, &read_payload(0, 8192)));
+        assert_eq!(mock.completed().len(), 1);
+        assert!(t.elapsed().as_millis() < 250, "{:?}", t.elapsed());
+        assert!(
+            dm.stats().prefetch_done == 0,
+            "the prefetch was still running"
+        );
+        // CLOSE stops it before the last piece
+        handle(&mut dm, &msg(4, proto::OP_CLOSE, 5, &[]));
+        wait_for("prefetch end", 10, || dm.stats().prefetch_done == 1);
+        assert!(dm.stats().prefetch_pieces < 3, "{:?}", dm.stats());
+    }
+
+    #[test]
+    fn snapshot_has_live_counters() {
+        let mut s = setup("snap");
+        let mock = Arc::new(Mock::default());
+        let mut dm = prefetch_daemon(&s, &mock, &[], 0, &["200:fsid1"]);
+        s.open(&mut dm, 1, 5, b"fsid1");
+        let snap = dm.snapshot();
+        dm.handle_message(&msg(2, proto::OP_READ, 5, &read_payload(0, 4096)));
+        let live = snap();
+        assert!(live.contains("\nin_flight 1\n"), "{live}");
+        dm.wait_idle();
+        let live = snap();
+        assert!(live.contains("\nin_flight 0\n"), "{live}");
+        assert!(live.contains("\nread_lat_le_256ms 1\n"), "{live}");
+        assert!(live.starts_with(&dm.stats().render()));
     }
 }

@@ -192,7 +192,8 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
             "--stats-socket" => cfg.stats_socket = Some(val.into()),
             "--prefetch" => cfg.prefetch.specs.push(prefetch::Spec::parse(&val)?),
             "--prefetch-bandwidth" => {
-                let n = prefetch::parse_size(&val).map_err(|e| format!("--prefetch-bandwidth: {e}"))?;
+                let n =
+                    prefetch::parse_size(&val).map_err(|e| format!("--prefetch-bandwidth: {e}"))?;
                 cfg.prefetch.bandwidth = Some(n).filter(|&n| n > 0);
             }
             "--log-level" => {
@@ -219,9 +220,8 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("stats") {
-        let r = statsock::parse_args(std::env::args().skip(2)).and_then(|p| {
-            statsock::query(&p).map_err(|e| format!("stats: {}: {e}", p.display()))
-        });
+        let r = statsock::parse_args(std::env::args().skip(2))
+            .and_then(|p| statsock::query(&p).map_err(|e| format!("stats: {}: {e}", p.display())));
         match r {
             Ok(s) => {
                 use std::io::Write;

@@ -88,10 +88,15 @@ impl Plan {
         self.specs.is_empty()
     }
 
-    /// The pieces to copy for blob `key` of `size` bytes: aligned ranges of at most `window`
-    /// bytes (1 MiB if 0), in offset order, overlaps merged, clipped to the blob.
+    /// The pieces to copy for blob `key` of `size` bytes: page-aligned ranges (the last may end
+    /// at EOF) of at most `window` bytes (1 MiB if 0), in offset order, overlaps merged,
+    /// clipped to the blob.
     pub fn pieces(&self, key: &[u8], size: u64, window: u64) -> Vec<(u64, u64)> {
-        let window = if window == 0 { 1 << 20 } else { window.next_multiple_of(PAGE) };
+        let window = if window == 0 {
+            1 << 20
+        } else {
+            window.next_multiple_of(PAGE)
+        };
         let mut ranges: Vec<(u64, u64)> = self
             .specs
             .iter()
@@ -99,7 +104,10 @@ impl Plan {
             .filter_map(|s| {
                 let (off, len) = s.range.unwrap_or((0, size));
                 let start = off & !(PAGE - 1);
-                let end = off.saturating_add(len).min(size);
+                // A piece's end is page aligned (or EOF): cache::fill pads the last page
+                // of a piece with zeros, which is only right at EOF.
+                let end = off.saturating_add(len).saturating_add(PAGE - 1) & !(PAGE - 1);
+                let end = end.min(size);
                 (start < end).then_some((start, end))
             })
             .collect();
@@ -238,7 +246,10 @@ impl Prefetcher {
     }
 
     /// Starts the prefetch thread.
-    pub fn start(self: &Arc<Self>, host: Arc<dyn Host>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub fn start(
+        self: &Arc<Self>,
+        host: Arc<dyn Host>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let me = Arc::clone(self);
         std::thread::Builder::new()
             .name("prefetch".into())
@@ -300,7 +311,10 @@ impl Prefetcher {
                 return;
             }
             if !host.alive(task.object_id, task.serial) {
-                log!(Level::Info, "prefetch of {loc} stopped: the object was closed");
+                log!(
+                    Level::Info,
+                    "prefetch of {loc} stopped: the object was closed"
+                );
                 return;
             }
             if present(obj.fd(), s, e) {
@@ -322,7 +336,10 @@ impl Prefetcher {
                 std::thread::sleep(delay);
             }
             if !host.alive(task.object_id, task.serial) {
-                log!(Level::Info, "prefetch of {loc} stopped: the object was closed");
+                log!(
+                    Level::Info,
+                    "prefetch of {loc} stopped: the object was closed"
+                );
                 return;
             }
             let res = match buf {
@@ -336,7 +353,10 @@ impl Prefetcher {
                     host.copied(n);
                 }
                 Err(err) => {
-                    log!(Level::Warn, "prefetch of {loc} [{s}, {e}): {err}: stopping it");
+                    log!(
+                        Level::Warn,
+                        "prefetch of {loc} [{s}, {e}): {err}: stopping it"
+                    );
                     return;
                 }
             }
@@ -370,7 +390,10 @@ mod tests {
         let s = Spec::parse("sha256:abc").unwrap();
         assert_eq!((s.blob.as_slice(), s.range), (&b"sha256:abc"[..], None));
         let s = Spec::parse("sha256:abc:10:20").unwrap();
-        assert_eq!((s.blob.as_slice(), s.range), (&b"sha256:abc"[..], Some((10, 20))));
+        assert_eq!(
+            (s.blob.as_slice(), s.range),
+            (&b"sha256:abc"[..], Some((10, 20)))
+        );
         for bad in ["", "a/b", "..", "b:0:0", "b:1:18446744073709551615"] {
             assert!(Spec::parse(bad).is_err(), "{bad}");
         }
@@ -399,6 +422,16 @@ mod tests {
             plan.pieces(b"b", size, 1 << 20),
             [(4096, 8192), (3 << 20, (4 << 20)), (4 << 20, size)]
         );
+        let odd = Plan {
+            specs: vec![Spec::parse("b:100:5000").unwrap()],
+            bandwidth: None,
+        };
+        assert_eq!(
+            odd.pieces(b"b", 1 << 20, 0),
+            [(0, 8192)],
+            "ends rounded up to a page"
+        );
+        assert_eq!(odd.pieces(b"b", 6000, 0), [(0, 6000)], "or to EOF");
         assert_eq!(
             plan.pieces(b"other", 2500000, 1 << 20),
             [(0, 1 << 20), (1 << 20, 2 << 20), (2 << 20, 2500000)]

@@ -90,9 +90,21 @@ mod tests {
         ]);
         let size = |v: &[u8], k: &[u8]| s.open_in(v, k).map(|b| b.size());
         assert_eq!(size(b"erofs,dom\0", b"meta").unwrap(), 3, "first rule");
-        assert_eq!(size(b"erofs,other\0", b"meta").unwrap(), 3, "second rule: b");
-        assert!(s.open_in(b"erofs,other\0", b"meta").unwrap().location().contains("/b/"));
-        assert!(s.open_in(b"erofs,dom\0", b"blob1").unwrap().location().contains("/b/"));
+        assert_eq!(
+            size(b"erofs,other\0", b"meta").unwrap(),
+            3,
+            "second rule: b"
+        );
+        assert!(s
+            .open_in(b"erofs,other\0", b"meta")
+            .unwrap()
+            .location()
+            .contains("/b/"));
+        assert!(s
+            .open_in(b"erofs,dom\0", b"blob1")
+            .unwrap()
+            .location()
+            .contains("/b/"));
         let e = s.open_in(b"erofs,dom\0", b"blob2").err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(e.to_string().contains("no [[source]]"), "{e}");
@@ -104,7 +116,10 @@ mod tests {
         assert!(e.to_string().contains("c.toml:1"), "{e}");
         assert!(s.describe().contains("1 source(s)"));
         // open() without a volume key: rules naming a volume do not match
-        let s = RouteStore::new(vec![(rule(Some("dom"), None), Arc::new(DirStore(d.0.join("a"))))]);
+        let s = RouteStore::new(vec![(
+            rule(Some("dom"), None),
+            Arc::new(DirStore(d.0.join("a"))),
+        )]);
         assert!(s.open(b"meta").is_err());
     }
 }

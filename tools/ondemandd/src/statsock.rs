@@ -118,7 +118,10 @@ mod tests {
         let n = Arc::new(AtomicU64::new(0));
         let n2 = Arc::clone(&n);
         let snap: Snapshot = Arc::new(move || format!("reads {}\n", n2.load(Ordering::Relaxed)));
-        assert!(start(&p, Arc::clone(&snap)).is_err(), "a regular file is left alone");
+        assert!(
+            start(&p, Arc::clone(&snap)).is_err(),
+            "a regular file is left alone"
+        );
         std::fs::remove_file(&p).unwrap();
         let s = start(&p, Arc::clone(&snap)).unwrap();
         // a client that connects and never reads does not stop others
@@ -133,7 +136,10 @@ mod tests {
         drop(l);
         let _s = start(&p, snap).unwrap();
         assert_eq!(query(&p).unwrap(), "reads 7\n");
-        assert_eq!(parse_args(["--socket".to_string(), "/x".into()]), Ok(PathBuf::from("/x")));
+        assert_eq!(
+            parse_args(["--socket".to_string(), "/x".into()]),
+            Ok(PathBuf::from("/x"))
+        );
         assert!(parse_args(Vec::<String>::new()).is_err());
         assert!(parse_args(["--sock=/x".to_string()]).is_err());
     }

@@ -214,7 +214,9 @@ impl Parser<'_> {
                             let hex = self.s.get(self.pos..self.pos + n).unwrap_or_default();
                             let code = std::str::from_utf8(hex)
                                 .ok()
-                                .filter(|h| h.len() == n && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                                .filter(|h| {
+                                    h.len() == n && h.bytes().all(|b| b.is_ascii_hexdigit())
+                                })
                                 .and_then(|h| u32::from_str_radix(h, 16).ok());
                             let Some(ch) = code.and_then(char::from_u32) else {
                                 return self.err(format!("bad \\{} escape", e as char));
@@ -555,20 +557,34 @@ mod tests {
         assert_eq!(t.get("on").unwrap().value, Value::Bool(true));
         assert_eq!(t.get("quoted key").unwrap().value, s("lit\\eral"));
         assert_eq!(t.get("esc").unwrap().value, s("q\"\\\né"));
-        let Value::Table(a) = &t.get("a").unwrap().value else { panic!() };
+        let Value::Table(a) = &t.get("a").unwrap().value else {
+            panic!()
+        };
         assert_eq!(a.get("b").unwrap().value, s("dotted"));
-        let Value::Array(src) = &t.get("source").unwrap().value else { panic!() };
+        let Value::Array(src) = &t.get("source").unwrap().value else {
+            panic!()
+        };
         assert_eq!(src.len(), 2);
-        let Value::Table(s0) = &src[0].value else { panic!() };
+        let Value::Table(s0) = &src[0].value else {
+            panic!()
+        };
         assert_eq!(s0.get("volume").unwrap().line, 11);
-        let Value::Array(b) = &s0.get("blobs").unwrap().value else { panic!() };
+        let Value::Array(b) = &s0.get("blobs").unwrap().value else {
+            panic!()
+        };
         assert_eq!(b.iter().map(|i| i.line).collect::<Vec<_>>(), [13, 14]);
         assert_eq!(b[1].value, s("blob1"));
-        let Value::Table(s1) = &src[1].value else { panic!() };
+        let Value::Table(s1) = &src[1].value else {
+            panic!()
+        };
         assert_eq!(s1.get("dir").unwrap().value, s("/srv"));
-        let Value::Table(pf) = &t.get("prefetch").unwrap().value else { panic!() };
+        let Value::Table(pf) = &t.get("prefetch").unwrap().value else {
+            panic!()
+        };
         assert_eq!(pf.get("empty").unwrap().value, Value::Array(vec![]));
-        let Value::Table(x) = &t.get("x").unwrap().value else { panic!() };
+        let Value::Table(x) = &t.get("x").unwrap().value else {
+            panic!()
+        };
         assert!(matches!(x.get("y z").unwrap().value, Value::Table(_)));
         assert!(parse("").unwrap().0.is_empty());
         assert!(parse("a = 1\r\nb = 2\r\n").is_ok());
