@@ -584,4 +584,51 @@ mod tests {
             assert!(parse_args(args(bad)).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn config_file_and_overrides() {
+        let d = blobs::tests::TempDir::new("maincfg");
+        std::fs::create_dir(d.0.join("b")).unwrap();
+        let f = d.0.join("c.toml");
+        std::fs::write(
+            &f,
+            "cache_dir = \"/cache\"\nthreads = 2\nwindow = 65536\n\
+             [[source]]\nblobs = [\"meta\"]\ndir = \"b\"\n\
+             [prefetch]\nbandwidth = \"2M\"\nblobs = [\"blob1\"]\n",
+        )
+        .unwrap();
+        let fa = format!("--config {}", f.display());
+        let c = parse_args(args(&fa)).unwrap().unwrap();
+        assert_eq!(c.cache_dir, PathBuf::from("/cache"));
+        assert_eq!((c.threads, c.window), (2, 65536));
+        let SourceCfg::Routes(r) = &c.source else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(r[0].source, config::RuleSource::Dir(d.0.join("b")));
+        assert_eq!(c.prefetch.bandwidth, Some(2 << 20));
+        assert_eq!(c.prefetch.specs.len(), 1);
+        // the command line wins; --blob-dir replaces the file's sources
+        let c = parse_args(args(&format!(
+            "--threads 7 {fa} --blob-dir /x --cache-dir /c2 --prefetch meta:0:4096 \
+             --prefetch-bandwidth 1K --stats-socket /s.sock"
+        )))
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.threads, c.cache_dir), (7, PathBuf::from("/c2")));
+        assert_eq!(c.source, SourceCfg::Dir("/x".into()));
+        assert_eq!(c.prefetch.bandwidth, Some(1024));
+        assert_eq!(c.prefetch.specs.len(), 2);
+        assert_eq!(c.stats_socket, Some(PathBuf::from("/s.sock")));
+        // errors name the file and line
+        std::fs::write(&f, "threads = 2\nbogus = 1\n").unwrap();
+        let e = parse_args(args(&fa)).unwrap_err();
+        assert_eq!(e, format!("{}:2: bogus: unknown key (known here: cache_dir, window, threads, per_blob, http_timeout, tag, devnode, stats_file, stats_socket, pid_file, log_level, fd_store, source, prefetch)", f.display()));
+        for bad in [
+            "--cache-dir /c --blob-dir /b --prefetch a/b",
+            "--cache-dir /c --blob-dir /b --prefetch-bandwidth fast",
+            "--cache-dir /c --blob-dir /b --config /nonexistent.toml",
+        ] {
+            assert!(parse_args(args(bad)).is_err(), "{bad}");
+        }
+    }
 }
