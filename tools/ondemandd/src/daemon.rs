@@ -1313,6 +1313,30 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_keeps_to_the_bandwidth_cap() {
+        let mut s = setup("pfcap");
+        let mock = Arc::new(Mock::default());
+        let opts = Options {
+            prefetch: prefetch::Plan {
+                specs: vec![prefetch::Spec::parse("fsid1").unwrap()],
+                bandwidth: Some(20_000),
+            },
+            ..options(s.d.0.join("blobs"), Faults::default(), 4096)
+        };
+        let mut dm = Daemon::new(opts, Arc::clone(&mock)).unwrap();
+        // idle time before the OPEN saves up at most a quarter second's worth of tokens
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let t = Instant::now();
+        s.open(&mut dm, 1, 5, b"fsid1");
+        wait_for("prefetch", 10, || dm.stats().prefetch_done == 1);
+        // 10000 bytes at 20000 bytes/s, less the 5000 saved up: at least 0.25 s
+        let el = t.elapsed().as_millis();
+        assert!(el >= 240, "{el} ms");
+        assert_eq!(dm.stats().prefetch_pieces, 3);
+        assert_eq!(&s.cache(5)[..10_000], &s.data[..]);
+    }
+
+    #[test]
     fn snapshot_has_live_counters() {
         let mut s = setup("snap");
         let mock = Arc::new(Mock::default());

@@ -234,14 +234,18 @@ pub fn present(fd: BorrowedFd<'_>, start: u64, end: u64) -> bool {
 }
 
 impl Prefetcher {
-    /// A prefetcher capped at `bandwidth` bytes/s (None: no cap), saving up at most one
-    /// `window` of tokens.
+    /// A prefetcher capped at `bandwidth` bytes/s (None: no cap). While idle it saves up at
+    /// most a quarter second's worth of tokens (and no more than a `window`), so a prefetch
+    /// never runs much faster than the cap, even right after a quiet spell.
     pub fn new(bandwidth: Option<u64>, window: u64) -> Arc<Prefetcher> {
-        let burst = if window == 0 { 1 << 20 } else { window };
+        let window = if window == 0 { 1 << 20 } else { window };
         Arc::new(Prefetcher {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
-            bucket: bandwidth.map(|r| Mutex::new(TokenBucket::new(r, burst, Instant::now()))),
+            bucket: bandwidth.map(|r| {
+                let burst = (r / 4).min(window).max(PAGE);
+                Mutex::new(TokenBucket::new(r, burst, Instant::now()))
+            }),
         })
     }
 
@@ -326,9 +330,13 @@ impl Prefetcher {
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
-                // Demand that came in meanwhile goes first.
+                // Demand that came in meanwhile goes first (and may have filled the piece).
                 if !self.yield_to_demand(host) {
                     return;
+                }
+                if present(obj.fd(), s, e) {
+                    skipped += e - s;
+                    continue;
                 }
             }
             let delay = host.delay(obj.key());
