@@ -533,6 +533,15 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_parses() {
+        let text = include_str!("../../../samples/erofs-ondemandd.toml");
+        assert!(crate::toml::parse(text).is_ok());
+        // its directories do not exist here: the error names the first one
+        let e = parse(Path::new("sample.toml"), text).unwrap_err();
+        assert!(e.contains("source[0].dir: /srv/blobs: not a directory"), "{e}");
+    }
+
+    #[test]
     fn expand_puts_the_file_first() {
         let d = TempDir::new("expand");
         let f = d.0.join("c.toml");

@@ -68,7 +68,7 @@ prefetch_over() { [ "$(stat_value prefetch_done)" -ge 1 ] 2>/dev/null; }
 wait_until 90 prefetch_over || die "the prefetch did not finish in 90 s: prefetch_bytes=$(stat_value prefetch_bytes) of $SIZE"
 el=$(( $(now_ms) - t0 ))
 pb=$(stat_value prefetch_bytes)
-min_ms=$(( SIZE * 1000 / CAP * 8 / 10 ))
+min_ms=$(( SIZE * 800 / CAP ))
 log "prefetch: $pb of $SIZE bytes in $(stat_value prefetch_pieces) pieces, $el ms after the mount started (cap $CAP bytes/s: at least $min_ms ms)"
 check "the whole data blob was prefetched" test "$pb" = "$SIZE"
 check "the prefetch kept to the bandwidth cap" test "$el" -ge "$min_ms"
