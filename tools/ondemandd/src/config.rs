@@ -538,7 +538,10 @@ mod tests {
         assert!(crate::toml::parse(text).is_ok());
         // its directories do not exist here: the error names the first one
         let e = parse(Path::new("sample.toml"), text).unwrap_err();
-        assert!(e.contains("source[0].dir: /srv/blobs: not a directory"), "{e}");
+        assert!(
+            e.contains("source[0].dir: /srv/blobs: not a directory"),
+            "{e}"
+        );
     }
 
     #[test]
