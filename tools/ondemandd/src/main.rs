@@ -194,7 +194,8 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
             "--prefetch-bandwidth" => {
                 let n =
                     prefetch::parse_size(&val).map_err(|e| format!("--prefetch-bandwidth: {e}"))?;
-                cfg.prefetch.bandwidth = Some(n).filter(|&n| n > 0);
+                // 0 (no cap) is kept until the file's value is merged below.
+                cfg.prefetch.bandwidth = Some(n);
             }
             "--log-level" => {
                 cfg.level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
@@ -213,6 +214,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
             cfg.prefetch.bandwidth = fc.prefetch.bandwidth;
         }
     }
+    cfg.prefetch.bandwidth = cfg.prefetch.bandwidth.filter(|&n| n > 0);
     cfg.cache_dir = cache_dir.ok_or("--cache-dir is required")?;
     cfg.source = source.ok_or("--blob-dir, --source or [[source]] in --config is required")?;
     Ok(Some(cfg))
@@ -619,6 +621,10 @@ mod tests {
         assert_eq!(c.prefetch.bandwidth, Some(1024));
         assert_eq!(c.prefetch.specs.len(), 2);
         assert_eq!(c.stats_socket, Some(PathBuf::from("/s.sock")));
+        let c = parse_args(args(&format!("{fa} --prefetch-bandwidth 0")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.prefetch.bandwidth, None, "0 lifts the file's cap");
         // errors name the file and line
         std::fs::write(&f, "threads = 2\nbogus = 1\n").unwrap();
         let e = parse_args(args(&fa)).unwrap_err();
