@@ -294,6 +294,21 @@ impl Prefetcher {
         }
     }
 
+    /// Sleeps `d`, in slices so that a stop is noticed. False if told to stop.
+    fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
     /// Waits while demand READs are pending. False if told to stop.
     fn yield_to_demand(&self, host: &dyn Host) -> bool {
         while host.demand_pending() {
@@ -327,8 +342,8 @@ impl Prefetcher {
             }
             if let Some(b) = &self.bucket {
                 let wait = lock(b).take(e - s, Instant::now());
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
+                if !self.sleep(wait) {
+                    return;
                 }
                 // Demand that came in meanwhile goes first (and may have filled the piece).
                 if !self.yield_to_demand(host) {
@@ -339,9 +354,8 @@ impl Prefetcher {
                     continue;
                 }
             }
-            let delay = host.delay(obj.key());
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
+            if !self.sleep(host.delay(obj.key())) {
+                return;
             }
             if !host.alive(task.object_id, task.serial) {
                 log!(
