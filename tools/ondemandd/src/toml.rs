@@ -617,4 +617,35 @@ mod tests {
             assert!(e.msg.contains(what), "{text:?}: {e:?}");
         }
     }
+
+    #[test]
+    fn garbage_never_panics() {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let alphabet: Vec<char> = "ab =[].\"'#,\n\\u0x_+-{}1tfrue\té".chars().collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut t = String::new();
+            for _ in 0..(next() % 40) {
+                t.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            if let Err(e) = parse(&t) {
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                assert!(
+                    e.line >= 1 && e.line <= t.lines().count() + 1,
+                    "{t:?}: {e:?}"
+                );
+            }
+        }
+        let n = N.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            n > 10_000 && n < 20_000,
+            "{n} errors: some inputs parse, most do not"
+        );
+    }
 }
