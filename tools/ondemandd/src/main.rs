@@ -9,6 +9,7 @@ mod blobs;
 mod cache;
 mod coalesce;
 mod daemon;
+mod digest;
 mod devnode;
 mod fault;
 mod fdstore;
