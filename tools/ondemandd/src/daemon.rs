@@ -11,9 +11,10 @@
 //! act on the dispatching thread.
 
 use crate::blobs::{BlobRead, BlobStore, Delays};
-use crate::cache::{self, AlignedBuf};
+use crate::cache::{self, AlignedBuf, DigestMismatch};
 use crate::coalesce::{Coalescer, NewFetch};
 use crate::devnode::Devnode;
+use crate::digest::{key_digest, Digest};
 use crate::fault::{self, Faults, Kind, Source};
 use crate::log;
 use crate::log::Level;
@@ -83,6 +84,9 @@ struct Object {
     blob: Box<dyn BlobRead>,
     /// The cookie key (blob name), which faults and delays are selected by.
     key: Vec<u8>,
+    /// The digest the key names, if it does (`sha256:<hex>` or `<hex>`): whole-blob fetches
+    /// are checked against it.
+    digest: Option<Digest>,
 }
 
 /// A READ waiting for its fetches.
@@ -226,6 +230,7 @@ impl<K: Kernel> Shared<K> {
                     fd,
                     blob,
                     key: ckey.to_vec(),
+                    digest: key_digest(ckey),
                 });
                 if lock(&self.objects).insert(object_id, obj).is_some() {
                     log!(
@@ -268,23 +273,48 @@ impl<K: Kernel> Shared<K> {
             Some(b) => Ok(b),
             None => AlignedBuf::new(cache::CHUNK).map(|b| buf.insert(b)),
         }
-        .and_then(|b| cache::fill(obj.fd.as_fd(), obj.blob.as_ref(), f.start, f.end, b));
+        .and_then(|b| {
+            cache::fill_checked(
+                obj.fd.as_fd(),
+                obj.blob.as_ref(),
+                f.start,
+                f.end,
+                b,
+                obj.digest.as_ref(),
+            )
+        });
         let ready = {
             let mut st = lock(&self.state);
-            if let Ok(n) = res {
-                st.stats.bytes_fetched += n;
+            match &res {
+                Ok(filled) => {
+                    st.stats.bytes_fetched += filled.bytes;
+                    st.stats.verified += u64::from(filled.verified);
+                }
+                Err(e) => st.stats.digest_errors += u64::from(DigestMismatch::of(e).is_some()),
             }
             st.co.done(f.id, res.is_ok())
         };
         match &res {
-            Ok(n) => log!(
+            Ok(filled) => log!(
                 Level::Debug,
-                "fetch {} of {} [{}, {}): {n} bytes in {:?}",
+                "fetch {} of {} [{}, {}): {} bytes in {:?}{}",
                 f.id,
                 obj.blob.location(),
                 f.start,
                 f.end,
-                t.elapsed()
+                filled.bytes,
+                t.elapsed(),
+                if filled.verified {
+                    ", digest verified"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) if DigestMismatch::of(e).is_some() => log!(
+                Level::Error,
+                "blob {} (key {:?}): {e}",
+                obj.blob.location(),
+                String::from_utf8_lossy(&obj.key)
             ),
             Err(e) => log!(
                 Level::Error,

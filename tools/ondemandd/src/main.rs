@@ -14,6 +14,7 @@ mod digest;
 mod fault;
 mod fdstore;
 mod http;
+mod oci;
 #[macro_use]
 mod log;
 mod proto;
