@@ -13,6 +13,7 @@ mod devnode;
 mod digest;
 mod fault;
 mod fdstore;
+mod fetchcmd;
 mod http;
 mod oci;
 #[macro_use]
@@ -37,6 +38,47 @@ use std::sync::Arc;
 enum SourceCfg {
     Dir(PathBuf),
     Http(http::Url),
+    Oci(oci::OciUrl),
+}
+
+impl SourceCfg {
+    /// `--source`/`--blob-dir` value: a URL (`http://`, `oci://`) or a directory.
+    fn parse(val: &str) -> Result<SourceCfg, String> {
+        if val.starts_with("oci://") || val.starts_with("ocis://") {
+            Ok(SourceCfg::Oci(oci::OciUrl::parse(val)?))
+        } else if val.contains("://") {
+            Ok(SourceCfg::Http(http::Url::parse(val)?))
+        } else {
+            Ok(SourceCfg::Dir(PathBuf::from(val)))
+        }
+    }
+
+    /// The blob store it describes.
+    fn store(&self, timeout: u64, creds: Option<&oci::Credentials>) -> Arc<dyn blobs::BlobStore> {
+        let timeout = std::time::Duration::from_secs(timeout);
+        match self {
+            SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
+            SourceCfg::Http(u) => Arc::new(http::HttpStore::new(u.clone(), timeout)),
+            SourceCfg::Oci(u) => Arc::new(oci::OciStore::new(u.clone(), creds.cloned(), timeout)),
+        }
+    }
+}
+
+/// The environment variable with registry credentials (`USER:PASS`), read when
+/// `--registry-auth` is not given.
+const AUTH_ENV: &str = "EROFS_ONDEMANDD_REGISTRY_AUTH";
+
+/// `--registry-auth`, else the environment, if any.
+fn registry_auth(given: Option<oci::Credentials>) -> Result<Option<oci::Credentials>, String> {
+    if given.is_some() {
+        return Ok(given);
+    }
+    match std::env::var(AUTH_ENV) {
+        Ok(v) if !v.is_empty() => oci::Credentials::parse(&v)
+            .map(Some)
+            .map_err(|e| format!("{AUTH_ENV}: {e}")),
+        _ => Ok(None),
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -44,6 +86,7 @@ struct Config {
     cache_dir: PathBuf,
     source: SourceCfg,
     http_timeout: u64,
+    registry_auth: Option<oci::Credentials>,
     tag: Option<String>,
     devnode: PathBuf,
     stats_file: Option<PathBuf>,
@@ -59,13 +102,16 @@ struct Config {
     fd_store: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http://HOST[:PORT][/PREFIX]} \
-[--http-timeout SECS] [--tag NAME] \
+const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http://HOST[:PORT][/PREFIX] | --source oci://HOST[:PORT]/REPO} \
+[--http-timeout SECS] [--registry-auth USER:PASS] [--tag NAME] \
 [--devnode PATH] [--stats-file PATH] [--pid-file PATH] [--log-level error|warn|info|debug] \
 [--window BYTES] [--threads N] [--per-blob N] [--fault KIND[:BLOB]]... \
 [--source-delay-ms N[:BLOB]]... [--supervise [--worker-pid-file PATH]] [--fd-store SOCKET] \
 [--foreground]
        erofs-ondemandd hold --socket SOCKET [--pid-file PATH] [--log-level LEVEL]
+       erofs-ondemandd fetch --source {DIR | http://... | oci://...} KEY [--out FILE] [--offset N --length N] \
+[--http-timeout SECS] [--registry-auth USER:PASS] [--log-level LEVEL]
+registry credentials may also come from $EROFS_ONDEMANDD_REGISTRY_AUTH (USER:PASS)
 fault kinds (testing only): refuse-open, read-no-data, short-write, misaligned-write, write-past, close-anon-fd, no-answer, exit-on-read";
 
 /// `hold` arguments (after the word `hold`): the socket path, the pid file, the log level.
@@ -95,6 +141,95 @@ fn parse_hold<I: IntoIterator<Item = String>>(
     Ok((socket.ok_or("hold: --socket is required")?, pid_file, level))
 }
 
+/// `fetch` arguments (after the word `fetch`).
+struct FetchCfg {
+    source: SourceCfg,
+    what: fetchcmd::What,
+    http_timeout: u64,
+    registry_auth: Option<oci::Credentials>,
+    level: Level,
+}
+
+fn parse_fetch<I: IntoIterator<Item = String>>(args: I) -> Result<FetchCfg, String> {
+    let mut args = args.into_iter();
+    let mut source = None;
+    let mut cfg = FetchCfg {
+        source: SourceCfg::Dir(PathBuf::new()),
+        what: fetchcmd::What::default(),
+        http_timeout: 30,
+        registry_auth: None,
+        level: Level::Warn,
+    };
+    let mut key = None;
+    while let Some(a) = args.next() {
+        if !a.starts_with("--") {
+            if key.replace(a).is_some() {
+                return Err("fetch: give one KEY".into());
+            }
+            continue;
+        }
+        let (k, inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        let val = inline
+            .or_else(|| args.next())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{k} needs a value"))?;
+        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad {k} {v:?}"));
+        match k.as_str() {
+            "--source" | "--blob-dir" => source = Some(SourceCfg::parse(&val)?),
+            "--out" => cfg.what.out = Some(PathBuf::from(val)),
+            "--offset" => cfg.what.offset = Some(num(&val)?),
+            "--length" => cfg.what.length = Some(num(&val)?),
+            "--http-timeout" => cfg.http_timeout = count(&k, &val, 3600)? as u64,
+            "--registry-auth" => cfg.registry_auth = Some(oci::Credentials::parse(&val)?),
+            "--log-level" => {
+                cfg.level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
+            }
+            _ => return Err(format!("fetch: unknown argument {k}")),
+        }
+    }
+    cfg.source = source.ok_or("fetch: --source is required")?;
+    cfg.what.key = key.ok_or("fetch: the blob KEY is required")?;
+    Ok(cfg)
+}
+
+/// The `fetch` subcommand: exit status 0 (fetched; verified or nothing to verify), 1 (failed
+/// or digest mismatch), 2 (usage).
+fn fetch_main() -> ! {
+    let cfg = match parse_fetch(std::env::args().skip(2)) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("erofs-ondemandd: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    log::set_level(cfg.level);
+    let creds = match registry_auth(cfg.registry_auth) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("erofs-ondemandd: {e}");
+            std::process::exit(2);
+        }
+    };
+    let store = cfg.source.store(cfg.http_timeout, creds.as_ref());
+    let to_stdout = cfg.what.out.as_deref() == Some(Path::new("-"));
+    let mut status: Box<dyn std::io::Write> = if to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    match fetchcmd::run(store.as_ref(), &cfg.what, &mut status) {
+        Ok(fetchcmd::Outcome::Mismatch) => std::process::exit(1),
+        Ok(_) => std::process::exit(0),
+        Err(e) => {
+            log!(Level::Error, "fetch: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// A count option's value: 1..=max.
 fn count(key: &str, val: &str, max: usize) -> Result<usize, String> {
     val.parse()
@@ -112,6 +247,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         cache_dir: PathBuf::new(),
         source: SourceCfg::Dir(PathBuf::new()),
         http_timeout: 30,
+        registry_auth: None,
         tag: None,
         devnode: PathBuf::from("/dev/cachefiles"),
         stats_file: None,
@@ -153,13 +289,14 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
                 if source.is_some() {
                     return Err("give one of --blob-dir and --source, once".into());
                 }
-                source = Some(if key == "--source" && val.contains("://") {
-                    SourceCfg::Http(http::Url::parse(&val)?)
+                source = Some(if key == "--source" {
+                    SourceCfg::parse(&val)?
                 } else {
                     SourceCfg::Dir(PathBuf::from(val))
                 });
             }
             "--http-timeout" => cfg.http_timeout = count(&key, &val, 3600)? as u64,
+            "--registry-auth" => cfg.registry_auth = Some(oci::Credentials::parse(&val)?),
             "--tag" => {
                 if val.contains(|c: char| c.is_whitespace() || c == '\0') {
                     return Err(format!("bad --tag {val:?}: no whitespace allowed"));
@@ -184,10 +321,16 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
     }
     cfg.cache_dir = cache_dir.ok_or("--cache-dir is required")?;
     cfg.source = source.ok_or("--blob-dir or --source is required")?;
+    if cfg.registry_auth.is_some() && !matches!(cfg.source, SourceCfg::Oci(_)) {
+        return Err("--registry-auth is for --source oci://... only".into());
+    }
     Ok(Some(cfg))
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("fetch") {
+        fetch_main();
+    }
     if std::env::args().nth(1).as_deref() == Some("hold") {
         match parse_hold(std::env::args().skip(2)) {
             Ok((socket, pid_file, level)) => {
@@ -216,6 +359,16 @@ fn main() {
         }
     };
     log::set_level(cfg.level);
+    let mut cfg = cfg;
+    if matches!(cfg.source, SourceCfg::Oci(_)) {
+        match registry_auth(cfg.registry_auth.take()) {
+            Ok(c) => cfg.registry_auth = c,
+            Err(e) => {
+                say!("erofs-ondemandd: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     if let Err(e) = run(cfg) {
         log!(Level::Error, "{e}");
         std::process::exit(1);
@@ -333,13 +486,9 @@ fn serve_worker(
             "--source-delay-ms: fetches are slowed down on purpose"
         );
     }
-    let store: Arc<dyn blobs::BlobStore> = match &cfg.source {
-        SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
-        SourceCfg::Http(u) => Arc::new(http::HttpStore::new(
-            u.clone(),
-            std::time::Duration::from_secs(cfg.http_timeout),
-        )),
-    };
+    let store = cfg
+        .source
+        .store(cfg.http_timeout, cfg.registry_auth.as_ref());
     log!(
         Level::Info,
         "serving {} with {} threads",
@@ -480,6 +629,40 @@ mod tests {
             SourceCfg::Http(http::Url::parse("http://127.0.0.1:8000/b").unwrap())
         );
         assert_eq!(c.http_timeout, 5);
+        let c = parse_args(args(
+            "--cache-dir /c --source oci://127.0.0.1:5000/erofs/test --registry-auth u:p:w",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceCfg::Oci(oci::OciUrl::parse("oci://127.0.0.1:5000/erofs/test").unwrap())
+        );
+        assert_eq!(
+            c.registry_auth,
+            Some(oci::Credentials::parse("u:p:w").unwrap())
+        );
+        assert!(
+            !format!("{c:?}").contains("p:w"),
+            "credentials are never shown"
+        );
+        let f = parse_fetch(args(
+            "--source oci://r/x sha256:ab --out /tmp/o --offset 4096 --length=10",
+        ))
+        .unwrap();
+        assert_eq!(f.what.key, "sha256:ab");
+        assert_eq!(f.what.out, Some(PathBuf::from("/tmp/o")));
+        assert_eq!((f.what.offset, f.what.length), (Some(4096), Some(10)));
+        for bad in [
+            "",
+            "k",
+            "--source /d",
+            "--source /d a b",
+            "--source /d k --offset x",
+            "--source /d k --bogus 1",
+        ] {
+            assert!(parse_fetch(args(bad)).is_err(), "fetch {bad}");
+        }
         let c = parse_args(args("--cache-dir /c --source /srv/b"))
             .unwrap()
             .unwrap();
@@ -497,6 +680,11 @@ mod tests {
             "--cache-dir /c --blob-dir /b --threads 0",
             "--cache-dir /c --blob-dir /b --source http://h/",
             "--cache-dir /c --source https://h/",
+            "--cache-dir /c --source ocis://h/r",
+            "--cache-dir /c --source oci://h",
+            "--cache-dir /c --source oci://h/UPPER",
+            "--cache-dir /c --source oci://h/r --registry-auth nocolon",
+            "--cache-dir /c --blob-dir /b --registry-auth u:p",
             "--cache-dir /c --source http://h/ --http-timeout 0",
             "--cache-dir /c --blob-dir /b --per-blob x",
             "--cache-dir /c --blob-dir /b --source-delay-ms 1:",
