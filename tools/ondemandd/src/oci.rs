@@ -538,3 +538,468 @@ impl BlobRead for OciBlob {
         format!("{}@sha256:{}", self.reg.url, self.hex)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{hex, sha256};
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Handler = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
+
+    /// A server answering every request of every connection with `h(request head)` (one
+    /// thread per connection); returns its port.
+    fn serve(h: Handler) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                let h = Arc::clone(&h);
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let req = String::from_utf8_lossy(&buf[..i]).into_owned();
+                            buf.drain(..i + 4);
+                            let mut resp = h(&req);
+                            if req.starts_with("HEAD ") {
+                                // responses to HEAD have no body, whatever they say
+                                if let Some(i) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                                    resp.truncate(i + 4);
+                                }
+                            }
+                            if s.write_all(&resp).is_err() {
+                                return;
+                            }
+                        }
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn header<'a>(req: &'a str, name: &str) -> Option<&'a str> {
+        req.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The test blob and its digest.
+    fn blob() -> (Vec<u8>, String) {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 13 % 256) as u8).collect();
+        let hx = hex(&sha256(&data));
+        (data, hx)
+    }
+
+    /// Answers a blob HEAD or Range GET for `data`.
+    fn blob_response(req: &str, data: &[u8]) -> Vec<u8> {
+        if req.starts_with("HEAD ") {
+            return format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nDocker-Content-Digest: x\r\n\r\n",
+                data.len()
+            )
+            .into_bytes();
+        }
+        let (a, b) = header(req, "Range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .unwrap();
+        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+        let mut r = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {a}-{b}/{}\r\n\r\n",
+            b - a + 1,
+            data.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&data[a..=b]);
+        r
+    }
+
+    fn store(port: u16, creds: Option<&str>) -> OciStore {
+        OciStore::new(
+            OciUrl::parse(&format!("oci://127.0.0.1:{port}/erofs/test")).unwrap(),
+            creds.map(|c| Credentials::parse(c).unwrap()),
+            Duration::from_secs(5),
+        )
+    }
+
+    fn read_all(store: &OciStore, key: &str) -> io::Result<Vec<u8>> {
+        let b = store.open(key.as_bytes())?;
+        let mut out = vec![0u8; b.size() as usize];
+        // in two pieces: two Range GETs
+        let mid = out.len() / 3;
+        b.read_at(&mut out[..mid], 0)?;
+        b.read_at(&mut out[mid..], mid as u64)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn urls() {
+        let u = OciUrl::parse("oci://127.0.0.1:5000/erofs/test/").unwrap();
+        assert_eq!(u.ep.port, 5000);
+        assert_eq!(u.repo, "erofs/test");
+        assert_eq!(u.to_string(), "oci://127.0.0.1:5000/erofs/test");
+        assert_eq!(u.blob_path("ab"), "/v2/erofs/test/blobs/sha256:ab");
+        let u = OciUrl::parse("oci://registry.local/a.b_c--d/e").unwrap();
+        assert_eq!((u.ep.port, u.repo.as_str()), (80, "a.b_c--d/e"));
+        let u = OciUrl::parse("oci://[::1]:5000/r").unwrap();
+        assert_eq!(u.ep.host, "::1");
+        for bad in [
+            "oci://h",
+            "oci://h/",
+            "oci://h/Repo",
+            "oci://h/a//b",
+            "oci://h/-a",
+            "oci://h/a-",
+            "oci://h/a b",
+            "oci://h/a?x",
+            "oci://:5000/r",
+            "oci://h:0/r",
+            "oci://u:p@h/r",
+            "http://h/r",
+        ] {
+            assert!(OciUrl::parse(bad).is_err(), "{bad}");
+        }
+        for tls in ["ocis://h/r", "https://h/r"] {
+            let e = OciUrl::parse(tls).unwrap_err();
+            assert!(e.contains("TLS is not implemented"), "{e}");
+        }
+        let c = Credentials::parse("user:pa:ss").unwrap();
+        assert_eq!(
+            c.basic(),
+            format!("Basic {}", digest::base64(b"user:pa:ss"))
+        );
+        assert_eq!(format!("{c:?}"), "Credentials(<redacted>)");
+        for bad in ["", "nocolon", ":p", "u:p\r\nX: y"] {
+            let e = Credentials::parse(bad).unwrap_err();
+            assert!(!bad.is_empty() && !e.contains(bad) || bad.is_empty(), "{e}");
+        }
+        assert_eq!(
+            split_http_url("http://auth:81/token?x=1").unwrap(),
+            (Endpoint::parse("auth:81").unwrap(), "/token?x=1".into())
+        );
+        assert_eq!(split_http_url("http://h").unwrap().1, "/");
+        assert_eq!(split_http_url("http://h?a").unwrap().1, "/?a");
+        assert!(split_http_url("https://h/").unwrap_err().contains("no TLS"));
+        assert!(split_http_url("ftp://h/").is_err());
+    }
+
+    #[test]
+    fn challenges() {
+        let v = |s: &str| vec![s.to_string()];
+        assert_eq!(
+            parse_challenges(&v(
+                r#"Bearer realm="http://127.0.0.1:9/token",service="registry.docker.io",scope="repository:samalba/my-app:pull,push""#
+            )),
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:9/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:samalba/my-app:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenges(&v(r#"bearer Realm = "http://a/t" , scope=x"#)),
+            Some(Challenge::Bearer {
+                realm: "http://a/t".into(),
+                service: None,
+                scope: Some("x".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenges(&v(r#"Basic realm="Registry Realm""#)),
+            Some(Challenge::Basic)
+        );
+        // several challenges, in one header or several: Bearer wins
+        assert_eq!(
+            parse_challenges(&v(
+                r#"Basic realm="r", Bearer realm="http://a/t",service="s\"q""#
+            )),
+            Some(Challenge::Bearer {
+                realm: "http://a/t".into(),
+                service: Some("s\"q".into()),
+                scope: None,
+            })
+        );
+        assert_eq!(
+            parse_challenges(&["Basic realm=x".into(), "Bearer realm=http://a/t".into()]),
+            Some(Challenge::Bearer {
+                realm: "http://a/t".into(),
+                service: None,
+                scope: None,
+            })
+        );
+        assert_eq!(parse_challenges(&v("Bearer service=x")), None, "no realm");
+        assert_eq!(parse_challenges(&v("Negotiate abc==")), None);
+        assert_eq!(parse_challenges(&[]), None);
+        assert_eq!(
+            parse_challenges(&v(r#"Bearer realm="unterminated"#)),
+            Some(Challenge::Bearer {
+                realm: "unterminated".into(),
+                service: None,
+                scope: None
+            })
+        );
+    }
+
+    #[test]
+    fn token_json() {
+        assert_eq!(
+            json_string_field(r#"{"token":"abc"}"#, "token").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            json_string_field(
+                r#"{"access_token": "x\"y\\z\u0041", "token" : "t2", "expires_in": 300}"#,
+                "token"
+            )
+            .as_deref(),
+            Some("t2")
+        );
+        assert_eq!(json_string_field(r#"{"access_token":"a"}"#, "token"), None);
+        assert_eq!(
+            json_string_field(r#"{"access_token":"a\u0041"}"#, "access_token").as_deref(),
+            Some("aA")
+        );
+        assert_eq!(json_string_field(r#"{"token":5}"#, "token"), None);
+        assert_eq!(json_string_field(r#"{"token":"open"#, "token"), None);
+    }
+
+    #[test]
+    fn anonymous_registry_serves_blobs_by_digest() {
+        let (data, hx) = blob();
+        let d2 = data.clone();
+        let hx2 = hx.clone();
+        let port = serve(Arc::new(move |req: &str| {
+            let path = format!("/v2/erofs/test/blobs/sha256:{hx2} ");
+            if req
+                .split_once(' ')
+                .is_some_and(|(_, r)| r.starts_with(&path))
+            {
+                blob_response(req, &d2)
+            } else {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_vec()
+            }
+        }));
+        let s = store(port, None);
+        assert_eq!(read_all(&s, &format!("sha256:{hx}")).unwrap(), data);
+        assert_eq!(read_all(&s, &hx).unwrap(), data, "nydus-style bare hex");
+        let b = s.open(hx.as_bytes()).unwrap();
+        assert_eq!(
+            b.location(),
+            format!("oci://127.0.0.1:{port}/erofs/test@sha256:{hx}")
+        );
+        assert_eq!(
+            b.read_at(&mut [0u8; 10], 4995).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+        let other = hex(&sha256(b"x"));
+        assert_eq!(
+            s.open(other.as_bytes()).err().unwrap().kind(),
+            io::ErrorKind::NotFound
+        );
+        for bad in ["meta", "blob1", "sha256:abc", "../x", &hx.to_uppercase()] {
+            let e = s.open(bad.as_bytes()).err().unwrap();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+            assert!(e.to_string().contains("not a blob digest"), "{e}");
+        }
+        assert!(s.describe().contains("/erofs/test"));
+        assert!(!s.describe().contains("credentials"));
+    }
+
+    #[test]
+    fn bearer_token_flow_with_basic_credentials() {
+        let (data, hx) = blob();
+        let token_reqs = Arc::new(AtomicUsize::new(0));
+        let tr = Arc::clone(&token_reqs);
+        let basic = Credentials::parse("alice:s3cret").unwrap().basic();
+        // the token server: a chunked JSON answer, the scope checked
+        let auth_port = serve(Arc::new(move |req: &str| {
+            tr.fetch_add(1, Ordering::SeqCst);
+            let first = req.lines().next().unwrap();
+            let want = "GET /token?service=test-registry&scope=repository:erofs%2Ftest:pull ";
+            if !first.starts_with(want) || header(req, "Authorization") != Some(basic.as_str()) {
+                return b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec();
+            }
+            let body = r#"{"token": "tok-1", "expires_in": 60}"#;
+            let (a, b) = body.split_at(10);
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                a.len(),
+                b.len()
+            )
+            .into_bytes()
+        }));
+        let d2 = data.clone();
+        let reg_port = serve(Arc::new(move |req: &str| {
+            if header(req, "Authorization") != Some("Bearer tok-1") {
+                return format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{auth_port}/token\",service=\"test-registry\",scope=\"repository:erofs/test:pull\"\r\nContent-Length: 20\r\n\r\n{{\"errors\":\"denied\"}}"
+                )
+                .into_bytes();
+            }
+            blob_response(req, &d2)
+        }));
+        let s = store(reg_port, Some("alice:s3cret"));
+        assert_eq!(read_all(&s, &hx).unwrap(), data);
+        assert_eq!(token_reqs.load(Ordering::SeqCst), 1, "the token is cached");
+        assert!(s.describe().contains("with credentials"));
+        assert!(!s.describe().contains("s3cret"));
+
+        // without credentials the token server refuses: the OPEN fails, no loop
+        let s = store(reg_port, None);
+        let e = s.open(hx.as_bytes()).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("token request"), "{e}");
+    }
+
+    #[test]
+    fn basic_challenge() {
+        let (data, hx) = blob();
+        let basic = Credentials::parse("bob:pw").unwrap().basic();
+        let d2 = data.clone();
+        let port = serve(Arc::new(move |req: &str| {
+            if header(req, "Authorization") != Some(basic.as_str()) {
+                return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"Registry Realm\"\r\nContent-Length: 0\r\n\r\n".to_vec();
+            }
+            blob_response(req, &d2)
+        }));
+        assert_eq!(read_all(&store(port, Some("bob:pw")), &hx).unwrap(), data);
+        let e = store(port, None).open(hx.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("--registry-auth"), "{e}");
+        let e = store(port, Some("bob:wrong"))
+            .open(hx.as_bytes())
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("after authenticating"), "{e}");
+
+        // a registry that always says 401 without a usable challenge
+        let port = serve(Arc::new(|_: &str| {
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec()
+        }));
+        let e = store(port, None).open(hx.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("without a Bearer or Basic"), "{e}");
+    }
+
+    #[test]
+    fn an_expired_token_is_renewed() {
+        let (data, hx) = blob();
+        let issued = Arc::new(AtomicUsize::new(0));
+        let i2 = Arc::clone(&issued);
+        let auth_port = serve(Arc::new(move |_: &str| {
+            let n = i2.fetch_add(1, Ordering::SeqCst) + 1;
+            let body = format!(r#"{{"access_token":"tok-{n}"}}"#);
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }));
+        // tok-1 is good for two requests, then only tok-2 is
+        let served = Arc::new(AtomicUsize::new(0));
+        let (d2, s2) = (data.clone(), Arc::clone(&served));
+        let reg_port = serve(Arc::new(move |req: &str| {
+            let want = if s2.load(Ordering::SeqCst) < 2 {
+                "Bearer tok-1"
+            } else {
+                "Bearer tok-2"
+            };
+            if header(req, "Authorization") != Some(want) {
+                return format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{auth_port}/token\"\r\nContent-Length: 0\r\n\r\n"
+                )
+                .into_bytes();
+            }
+            s2.fetch_add(1, Ordering::SeqCst);
+            blob_response(req, &d2)
+        }));
+        assert_eq!(read_all(&store(reg_port, None), &hx).unwrap(), data);
+        assert_eq!(issued.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn redirects_to_storage_on_another_port() {
+        let (data, hx) = blob();
+        let d2 = data.clone();
+        // "storage": serves the blob at /s/blob, refuses requests carrying credentials
+        let storage = serve(Arc::new(move |req: &str| {
+            if header(req, "Authorization").is_some() || !req.contains(" /s/blob?sig=1 ") {
+                return b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec();
+            }
+            blob_response(req, &d2)
+        }));
+        // a hop on the registry itself (relative Location), then to the storage
+        let hops = Arc::new(AtomicUsize::new(0));
+        let h2 = Arc::clone(&hops);
+        let basic = Credentials::parse("u:p").unwrap().basic();
+        let reg = serve(Arc::new(move |req: &str| {
+            if header(req, "Authorization") != Some(basic.as_str()) {
+                return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=r\r\nContent-Length: 0\r\n\r\n".to_vec();
+            }
+            h2.fetch_add(1, Ordering::SeqCst);
+            if req.contains("/blobs/") {
+                b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /hop\r\nContent-Length: 5\r\n\r\nhello".to_vec()
+            } else {
+                format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{storage}/s/blob?sig=1\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            }
+        }));
+        assert_eq!(read_all(&store(reg, Some("u:p")), &hx).unwrap(), data);
+        assert_eq!(
+            hops.load(Ordering::SeqCst),
+            6,
+            "HEAD and two GETs, two hops each"
+        );
+
+        // a redirect loop is cut off; a redirect to https is refused
+        let looping = serve(Arc::new(|_: &str| {
+            b"HTTP/1.1 301 Moved\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n".to_vec()
+        }));
+        let e = store(looping, None).open(hx.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("redirects"), "{e}");
+        let tls = serve(Arc::new(|_: &str| {
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://s3.example/b\r\nContent-Length: 0\r\n\r\n".to_vec()
+        }));
+        let e = store(tls, None).open(hx.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("https is not supported"), "{e}");
+        let no_loc = serve(Arc::new(|_: &str| {
+            b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+        }));
+        assert!(store(no_loc, None).open(hx.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn wrong_content_is_caught_by_the_digest_check() {
+        use crate::cache::{fill_checked, AlignedBuf, DigestMismatch};
+        let (data, _) = blob();
+        let lie = hex(&sha256(b"not this"));
+        let d2 = data.clone();
+        let port = serve(Arc::new(move |req: &str| blob_response(req, &d2)));
+        let s = store(port, None);
+        let b = s.open(lie.as_bytes()).unwrap();
+        let dir = crate::blobs::tests::TempDir::new("oci-verify");
+        let f = std::fs::File::create(dir.0.join("cache")).unwrap();
+        let mut buf = AlignedBuf::new(crate::cache::CHUNK).unwrap();
+        use std::os::fd::AsFd;
+        let e = fill_checked(
+            f.as_fd(),
+            b.as_ref(),
+            0,
+            b.size(),
+            &mut buf,
+            key_digest(lie.as_bytes()).as_ref(),
+        )
+        .unwrap_err();
+        assert!(DigestMismatch::of(&e).is_some(), "{e}");
+        assert_eq!(f.metadata().unwrap().len(), 0, "nothing written");
+    }
+}
