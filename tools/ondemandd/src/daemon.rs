@@ -895,6 +895,60 @@ mod tests {
         assert_eq!(s.errors, 6);
     }
 
+    #[test]
+    fn whole_blob_fetches_are_verified_against_digest_keys() {
+        use crate::digest::{hex, sha256};
+        let d = TempDir::new("digest");
+        let blobs = d.0.join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 11) as u8).collect();
+        let good = format!("sha256:{}", hex(&sha256(&data)));
+        let bad = hex(&sha256(b"other contents")); // bare hex, nydus style
+        std::fs::write(blobs.join(&good), &data).unwrap();
+        std::fs::write(blobs.join(&bad), &data).unwrap();
+        let mock = Arc::new(Mock::default());
+        // a window larger than the blob: the first READ fetches it whole
+        let mut dm = Daemon::new(
+            options(blobs, Faults::default(), 1 << 20),
+            Arc::clone(&mock),
+        )
+        .unwrap();
+        let mut files = Vec::new();
+        for (obj, key) in [(5u32, good.as_bytes()), (6, bad.as_bytes())] {
+            let path = d.0.join(format!("cache{obj}"));
+            let f = std::fs::File::create(&path).unwrap();
+            files.push(path);
+            handle(
+                &mut dm,
+                &msg(
+                    obj,
+                    proto::OP_OPEN,
+                    obj,
+                    &open_payload(b"erofs,x\0", key, f.into_raw_fd()),
+                ),
+            );
+        }
+        handle(&mut dm, &msg(10, proto::OP_READ, 5, &read_payload(0, 4096)));
+        handle(&mut dm, &msg(11, proto::OP_READ, 6, &read_payload(0, 4096)));
+        let s = dm.stats();
+        drop(dm);
+        assert_eq!(mock.replies(), ["copen 5,10000", "copen 6,10000"]);
+        // both READs are completed; only the good blob's data is in its cache file
+        assert_eq!(
+            mock.completed().iter().map(|c| c.0).collect::<Vec<_>>(),
+            [10, 11]
+        );
+        assert_eq!(&std::fs::read(&files[0]).unwrap()[..10_000], &data[..]);
+        assert_eq!(
+            std::fs::metadata(&files[1]).unwrap().len(),
+            0,
+            "nothing cached"
+        );
+        assert_eq!((s.verified, s.digest_errors), (1, 1));
+        assert_eq!(s.bytes_fetched, 10_000);
+        assert_eq!(s.errors, 1, "the failed READ");
+    }
+
     /// A daemon with `faults` over a blob `fsid1` (10000 bytes) and another, `other`; OPENs
     /// both (objects 5 and 6) on regular files standing in for anon fds.
     struct Setup {
