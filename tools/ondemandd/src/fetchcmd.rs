@@ -31,6 +31,9 @@ pub enum Outcome {
     Mismatch,
 }
 
+/// Where fetched data goes, and (for a file) its `.part` and final paths.
+type Sink = (Box<dyn Write>, Option<(PathBuf, PathBuf)>);
+
 fn part_path(p: &Path) -> PathBuf {
     let mut n = p.file_name().unwrap_or_default().to_os_string();
     n.push(".part");
@@ -72,7 +75,7 @@ pub fn run(store: &dyn BlobStore, what: &What, status: &mut dyn Write) -> Result
             }
         ),
     );
-    let mut sink: Option<(Box<dyn Write>, Option<(PathBuf, PathBuf)>)> = match &what.out {
+    let mut sink: Option<Sink> = match &what.out {
         None => None,
         Some(p) if p.as_os_str() == "-" => Some((Box::new(std::io::stdout().lock()), None)),
         Some(p) => {
