@@ -595,6 +595,13 @@ impl<K: Kernel> Daemon<K> {
             });
             return;
         };
+        // A blob whose key names its digest and that fits in the window is fetched whole,
+        // wherever the READ is, so that its contents can be checked before they are cached.
+        let (start, end) = if obj.digest.is_some() && size <= self.sh.opts.window {
+            (0, size)
+        } else {
+            (start, end)
+        };
         let r = ReadReq {
             msg_id,
             object_id,
@@ -929,7 +936,11 @@ mod tests {
             );
         }
         handle(&mut dm, &msg(10, proto::OP_READ, 5, &read_payload(0, 4096)));
-        handle(&mut dm, &msg(11, proto::OP_READ, 6, &read_payload(0, 4096)));
+        // a READ in the middle: the blob fits in the window, so it is fetched whole too
+        handle(
+            &mut dm,
+            &msg(11, proto::OP_READ, 6, &read_payload(8192, 100)),
+        );
         let s = dm.stats();
         drop(dm);
         assert_eq!(mock.replies(), ["copen 5,10000", "copen 6,10000"]);
