@@ -495,6 +495,11 @@ fn serve_worker(
         store.describe(),
         cfg.threads
     );
+    log!(
+        Level::Info,
+        "blobs whose cookie key names a sha256 digest and that fit in --window ({} bytes) are fetched whole and verified before caching",
+        cfg.window
+    );
     let opts = Options {
         store,
         stats_file: cfg.stats_file.clone(),
