@@ -802,6 +802,64 @@ mod tests {
         assert!(check_range_response(&h, 0, 1).is_err(), "206 without range");
     }
 
+    #[test]
+    fn small_bodies_and_skipping() {
+        // three responses on one connection, then one delimited by the connection's end
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(
+                b"HTTP/1.1 401 No\r\nWWW-Authenticate: Basic realm=x\r\nWWW-Authenticate: Bearer realm=y\r\nContent-Length: 5\r\n\r\nhello\
+HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\n\
+HTTP/1.1 302 Found\r\nLocation: http://h:1/p\r\nContent-Length: 0\r\n\r\n\
+HTTP/1.0 200 OK\r\n\r\nto the end",
+            )
+            .unwrap();
+        });
+        let mut c = Conn {
+            stream: TcpStream::connect(("127.0.0.1", port)).unwrap(),
+            buf: Vec::new(),
+        };
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert_eq!(h.www_authenticate, ["Basic realm=x", "Bearer realm=y"]);
+        assert!(
+            c.skip_body("GET", &h),
+            "a small body is skipped, the connection kept"
+        );
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert!(
+            check_range_response(&h, 0, 5).is_err(),
+            "no chunked data bodies"
+        );
+        assert_eq!(
+            c.read_small_body(&h, 100).unwrap(),
+            (b"abcde".to_vec(), true)
+        );
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (h.status, h.location.as_deref()),
+            (302, Some("http://h:1/p"))
+        );
+        assert!(c.skip_body("GET", &h));
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            c.read_small_body(&h, 100).unwrap(),
+            (b"to the end".to_vec(), false)
+        );
+        let big = Head {
+            status: 200,
+            content_length: Some(1 << 30),
+            ..Head::default()
+        };
+        assert!(
+            !c.skip_body("GET", &big),
+            "a large body is not read: drop the connection"
+        );
+        assert!(c.skip_body("HEAD", &big), "HEAD responses have no body");
+        assert!(c.read_small_body(&big, 100).is_err());
+    }
+
     /// A one-thread server answering each connection's requests with `respond(request head)`;
     /// returns its URL. Serves `conns` connections, then stops.
     fn server(conns: usize, respond: fn(&str) -> Vec<u8>) -> Url {
