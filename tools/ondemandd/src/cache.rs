@@ -8,6 +8,7 @@
 //! memory (an unaligned tail length would fail with EINVAL on xfs).
 
 use crate::blobs::BlobRead;
+use crate::digest::{hex, sha256, Digest};
 use crate::proto::PAGE;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
@@ -121,6 +122,93 @@ pub fn fill(
     Ok(end - start)
 }
 
+/// Largest blob whose whole-blob fetches are verified against the digest its key names (it is
+/// held in memory until checked).
+pub const VERIFY_MAX: u64 = 256 << 20;
+
+/// What [`fill_checked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Filled {
+    /// Blob bytes copied.
+    pub bytes: u64,
+    /// The whole blob was fetched and matched its digest.
+    pub verified: bool,
+}
+
+/// A whole blob's contents do not hash to the digest its key names. Carried inside the
+/// `io::Error` (kind InvalidData) of [`fill_checked`].
+#[derive(Debug)]
+pub struct DigestMismatch {
+    pub want: Digest,
+    pub got: Digest,
+}
+
+impl std::fmt::Display for DigestMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "digest mismatch: the key names sha256:{} but the contents hash to sha256:{}; nothing written to the cache",
+            hex(&self.want),
+            hex(&self.got)
+        )
+    }
+}
+
+impl std::error::Error for DigestMismatch {}
+
+impl DigestMismatch {
+    /// The mismatch inside `e`, if it is one.
+    pub fn of(e: &io::Error) -> Option<&DigestMismatch> {
+        e.get_ref()?.downcast_ref()
+    }
+}
+
+/// Like [`fill`], but when `want` is the digest the blob's key names and `[start, end)` is the
+/// whole blob (at most [`VERIFY_MAX`] bytes), the blob is read whole and checked against
+/// `want` before anything is written: on a mismatch nothing is written and the error carries a
+/// [`DigestMismatch`].
+pub fn fill_checked(
+    fd: BorrowedFd<'_>,
+    blob: &dyn BlobRead,
+    start: u64,
+    end: u64,
+    buf: &mut AlignedBuf,
+    want: Option<&Digest>,
+) -> io::Result<Filled> {
+    let size = blob.size();
+    let Some(want) = want.filter(|_| start == 0 && end >= size && size <= VERIFY_MAX) else {
+        return fill(fd, blob, start, end, buf).map(|bytes| Filled {
+            bytes,
+            verified: false,
+        });
+    };
+    let n = size as usize;
+    let mut own;
+    let data = if n <= buf.as_mut_slice().len() {
+        buf.as_mut_slice()
+    } else {
+        own = AlignedBuf::new(n)?;
+        own.as_mut_slice()
+    };
+    blob.read_at(&mut data[..n], 0)?;
+    let got = sha256(&data[..n]);
+    if got != *want {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            DigestMismatch { want: *want, got },
+        ));
+    }
+    if n > 0 {
+        let wlen = n.next_multiple_of(ALIGN);
+        data[n..wlen].fill(0);
+        pwrite_all(fd, &data[..wlen], 0)?;
+    }
+    Ok(Filled {
+        bytes: size,
+        verified: true,
+    })
+}
+
 /// `ioctl(fd, CACHEFILES_IOC_READ_COMPLETE, msg_id)`: the msg_id is passed by value.
 pub fn complete(fd: BorrowedFd<'_>, msg_id: u32) -> io::Result<()> {
     // SAFETY: an ioctl on a live descriptor whose argument is an integer passed by value; the
@@ -210,6 +298,79 @@ mod tests {
         };
         let e = fill(out.as_fd(), &short, 3 * CHUNK as u64, short.size, &mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn whole_blob_fills_are_verified() {
+        let d = TempDir::new("verify");
+        let data = pattern(CHUNK + 5000);
+        let good = sha256(&data);
+        std::fs::write(d.0.join("blob"), &data).unwrap();
+        let blob = Blob::open(d.0.join("blob")).unwrap();
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(d.0.join(name))
+                .unwrap()
+        };
+        let mut buf = AlignedBuf::new(CHUNK).unwrap();
+        let size = data.len() as u64;
+        // whole and matching: verified, written padded
+        let out = open("c1");
+        let f = fill_checked(out.as_fd(), &blob, 0, size, &mut buf, Some(&good)).unwrap();
+        assert_eq!(
+            f,
+            Filled {
+                bytes: size,
+                verified: true
+            }
+        );
+        let got = std::fs::read(d.0.join("c1")).unwrap();
+        assert_eq!(got.len(), data.len().next_multiple_of(ALIGN));
+        assert_eq!(&got[..data.len()], &data[..]);
+        // whole but wrong: nothing written, the error says so
+        let mut bad = good;
+        bad[0] ^= 1;
+        let out = open("c2");
+        let e = fill_checked(out.as_fd(), &blob, 0, size, &mut buf, Some(&bad)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let m = DigestMismatch::of(&e).expect("a digest mismatch");
+        assert_eq!((m.want, m.got), (bad, good));
+        assert!(e.to_string().contains(&hex(&good)), "{e}");
+        assert_eq!(std::fs::metadata(d.0.join("c2")).unwrap().len(), 0);
+        // a part of the blob: not verifiable, copied as is
+        let f = fill_checked(out.as_fd(), &blob, 4096, size, &mut buf, Some(&bad)).unwrap();
+        assert_eq!(
+            f,
+            Filled {
+                bytes: size - 4096,
+                verified: false
+            }
+        );
+        let f = fill_checked(out.as_fd(), &blob, 0, 4096, &mut buf, Some(&bad)).unwrap();
+        assert!(!f.verified);
+        // no digest: plain fill
+        let f = fill_checked(out.as_fd(), &blob, 0, size, &mut buf, None).unwrap();
+        assert!(!f.verified);
+        assert!(DigestMismatch::of(&io::Error::other("x")).is_none());
+        // a small blob fetched in one go, and an empty one
+        std::fs::write(d.0.join("small"), b"abc").unwrap();
+        let small = Blob::open(d.0.join("small")).unwrap();
+        let out = open("c3");
+        let f = fill_checked(out.as_fd(), &small, 0, 3, &mut buf, Some(&sha256(b"abc"))).unwrap();
+        assert!(f.verified);
+        std::fs::write(d.0.join("empty"), b"").unwrap();
+        let empty = Blob::open(d.0.join("empty")).unwrap();
+        let f = fill_checked(out.as_fd(), &empty, 0, 0, &mut buf, Some(&sha256(b""))).unwrap();
+        assert_eq!(
+            f,
+            Filled {
+                bytes: 0,
+                verified: true
+            }
+        );
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! act on the dispatching thread.
 
 use crate::blobs::{BlobRead, BlobStore, Delays};
-use crate::cache::{self, AlignedBuf};
+use crate::cache::{self, AlignedBuf, DigestMismatch};
 use crate::coalesce::{Coalescer, NewFetch};
 use crate::devnode::Devnode;
+use crate::digest::{key_digest, Digest};
 use crate::fault::{self, Faults, Kind, Source};
 use crate::log;
 use crate::log::Level;
@@ -86,6 +87,9 @@ struct Object {
     blob: Box<dyn BlobRead>,
     /// The cookie key (blob name), which faults and delays are selected by.
     key: Vec<u8>,
+    /// The digest the key names, if it does (`sha256:<hex>` or `<hex>`): whole-blob fetches
+    /// are checked against it.
+    digest: Option<Digest>,
 }
 
 /// A READ waiting for its fetches.
@@ -234,6 +238,7 @@ impl<K: Kernel> Shared<K> {
                     fd,
                     blob,
                     key: ckey.to_vec(),
+                    digest: key_digest(ckey),
                 });
                 if lock(&self.objects).insert(object_id, obj).is_some() {
                     log!(
@@ -278,23 +283,48 @@ impl<K: Kernel> Shared<K> {
             Some(b) => Ok(b),
             None => AlignedBuf::new(cache::CHUNK).map(|b| buf.insert(b)),
         }
-        .and_then(|b| cache::fill(obj.fd.as_fd(), obj.blob.as_ref(), f.start, f.end, b));
+        .and_then(|b| {
+            cache::fill_checked(
+                obj.fd.as_fd(),
+                obj.blob.as_ref(),
+                f.start,
+                f.end,
+                b,
+                obj.digest.as_ref(),
+            )
+        });
         let ready = {
             let mut st = lock(&self.state);
-            if let Ok(n) = res {
-                st.stats.bytes_fetched += n;
+            match &res {
+                Ok(filled) => {
+                    st.stats.bytes_fetched += filled.bytes;
+                    st.stats.verified += u64::from(filled.verified);
+                }
+                Err(e) => st.stats.digest_errors += u64::from(DigestMismatch::of(e).is_some()),
             }
             st.co.done(f.id, res.is_ok())
         };
         match &res {
-            Ok(n) => log!(
+            Ok(filled) => log!(
                 Level::Debug,
-                "fetch {} of {} [{}, {}): {n} bytes in {:?}",
+                "fetch {} of {} [{}, {}): {} bytes in {:?}{}",
                 f.id,
                 obj.blob.location(),
                 f.start,
                 f.end,
-                t.elapsed()
+                filled.bytes,
+                t.elapsed(),
+                if filled.verified {
+                    ", digest verified"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) if DigestMismatch::of(e).is_some() => log!(
+                Level::Error,
+                "blob {} (key {:?}): {e}",
+                obj.blob.location(),
+                String::from_utf8_lossy(&obj.key)
             ),
             Err(e) => log!(
                 Level::Error,
@@ -665,6 +695,13 @@ impl<K: Kernel> Daemon<K> {
             });
             return;
         };
+        // A blob whose key names its digest and that fits in the window is fetched whole,
+        // wherever the READ is, so that its contents can be checked before they are cached.
+        let (start, end) = if obj.digest.is_some() && size <= self.sh.opts.window {
+            (0, size)
+        } else {
+            (start, end)
+        };
         let r = ReadReq {
             msg_id,
             object_id,
@@ -971,6 +1008,64 @@ mod tests {
         assert_eq!(s.read_len_hist[0], 3);
         // past-EOF read, unknown object, two failed opens, bad message, unknown opcode
         assert_eq!(s.errors, 6);
+    }
+
+    #[test]
+    fn whole_blob_fetches_are_verified_against_digest_keys() {
+        use crate::digest::{hex, sha256};
+        let d = TempDir::new("digest");
+        let blobs = d.0.join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 11) as u8).collect();
+        let good = format!("sha256:{}", hex(&sha256(&data)));
+        let bad = hex(&sha256(b"other contents")); // bare hex, nydus style
+        std::fs::write(blobs.join(&good), &data).unwrap();
+        std::fs::write(blobs.join(&bad), &data).unwrap();
+        let mock = Arc::new(Mock::default());
+        // a window larger than the blob: the first READ fetches it whole
+        let mut dm = Daemon::new(
+            options(blobs, Faults::default(), 1 << 20),
+            Arc::clone(&mock),
+        )
+        .unwrap();
+        let mut files = Vec::new();
+        for (obj, key) in [(5u32, good.as_bytes()), (6, bad.as_bytes())] {
+            let path = d.0.join(format!("cache{obj}"));
+            let f = std::fs::File::create(&path).unwrap();
+            files.push(path);
+            handle(
+                &mut dm,
+                &msg(
+                    obj,
+                    proto::OP_OPEN,
+                    obj,
+                    &open_payload(b"erofs,x\0", key, f.into_raw_fd()),
+                ),
+            );
+        }
+        handle(&mut dm, &msg(10, proto::OP_READ, 5, &read_payload(0, 4096)));
+        // a READ in the middle: the blob fits in the window, so it is fetched whole too
+        handle(
+            &mut dm,
+            &msg(11, proto::OP_READ, 6, &read_payload(8192, 100)),
+        );
+        let s = dm.stats();
+        drop(dm);
+        assert_eq!(mock.replies(), ["copen 5,10000", "copen 6,10000"]);
+        // both READs are completed; only the good blob's data is in its cache file
+        assert_eq!(
+            mock.completed().iter().map(|c| c.0).collect::<Vec<_>>(),
+            [10, 11]
+        );
+        assert_eq!(&std::fs::read(&files[0]).unwrap()[..10_000], &data[..]);
+        assert_eq!(
+            std::fs::metadata(&files[1]).unwrap().len(),
+            0,
+            "nothing cached"
+        );
+        assert_eq!((s.verified, s.digest_errors), (1, 1));
+        assert_eq!(s.bytes_fetched, 10_000);
+        assert_eq!(s.errors, 1, "the failed READ");
     }
 
     /// A daemon with `faults` over a blob `fsid1` (10000 bytes) and another, `other`; OPENs

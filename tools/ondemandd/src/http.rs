@@ -8,7 +8,11 @@
 //! before any response byte arrived is retried once on a new connection. Any other failure
 //! (refused connection, timeout, error status, short body) fails the fetch: its READs are
 //! completed without data and the readers get EIO. 404 on OPEN fails the OPEN with ENOENT.
-//! No TLS, no redirects, no chunked bodies, no proxies.
+//! No TLS, no redirects (see `crate::oci` for a source that follows them), no chunked data
+//! bodies, no proxies.
+//!
+//! The connection pool ([`Pool`]), response head parsing and the range checks are shared with
+//! the OCI registry source (`crate::oci`).
 
 use crate::blobs::{safe_name, BlobRead, BlobStore};
 use std::io::{self, Read, Write};
@@ -19,68 +23,56 @@ use std::time::Duration;
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Idle connections kept for reuse.
-const MAX_IDLE: usize = 16;
+pub const MAX_IDLE: usize = 16;
+/// Largest body of an unwanted response (error, redirect) read to keep its connection.
+const SKIP_MAX: usize = 64 * 1024;
 
-/// A parsed `http://` source URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
+/// A host and port to connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
     pub host: String,
     pub port: u16,
-    /// The path prefix, without a trailing '/' ("" for the root).
-    pub prefix: String,
 }
 
-impl Url {
-    pub fn parse(s: &str) -> Result<Url, String> {
-        let bad = |why: &str| format!("bad --source {s:?}: {why}");
-        let rest = s.strip_prefix("http://").ok_or_else(|| {
-            if s.starts_with("https://") {
-                bad("https is not supported (plain http only)")
-            } else {
-                bad("expected http://HOST[:PORT][/PREFIX] or a directory")
-            }
-        })?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
+impl Endpoint {
+    /// Parses `HOST[:PORT]` or `[V6]:PORT` (port 80 if none); no credentials.
+    pub fn parse(authority: &str) -> Result<Endpoint, String> {
         if authority.contains('@') {
-            return Err(bad("credentials in the URL are not supported"));
+            return Err("credentials in the URL are not supported".into());
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             // [::1]:8080
-            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-            (h, after.strip_prefix(':'))
+            let (h, after) = v6.split_once(']').ok_or("unclosed '['")?;
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':').ok_or("junk after ']'")?),
+            };
+            (h, port)
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             }
         };
-        if host.is_empty() || host.contains(|c: char| c.is_whitespace()) {
-            return Err(bad("no host"));
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err("no host".into());
         }
         let port = match port {
             Some(p) => p
                 .parse::<u16>()
                 .ok()
                 .filter(|&p| p != 0)
-                .ok_or_else(|| bad("bad port"))?,
+                .ok_or("bad port")?,
             None => 80,
         };
-        if path.contains(['?', '#']) || path.contains(|c: char| c.is_whitespace() || c.is_control())
-        {
-            return Err(bad("the prefix must be a plain path"));
-        }
-        Ok(Url {
+        Ok(Endpoint {
             host: host.to_string(),
             port,
-            prefix: path.trim_end_matches('/').to_string(),
         })
     }
 
     /// The `Host:` header value.
-    fn host_header(&self) -> String {
+    pub fn host_header(&self) -> String {
         let h = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -92,6 +84,72 @@ impl Url {
             format!("{h}:{}", self.port)
         }
     }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.host_header())
+    }
+}
+
+/// Splits an absolute `http://HOST[:PORT]/PATH?QUERY` into its endpoint and request target
+/// ("/" if it has no path). Used for token realms and redirect targets; `https://` is refused
+/// (no TLS here).
+pub fn split_http_url(s: &str) -> Result<(Endpoint, String), String> {
+    let rest = s.strip_prefix("http://").ok_or_else(|| {
+        if s.starts_with("https://") {
+            format!("{s:?}: https is not supported (no TLS; plain http only)")
+        } else {
+            format!("{s:?}: not an http:// URL")
+        }
+    })?;
+    let i = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(i);
+    let ep = Endpoint::parse(authority).map_err(|e| format!("{s:?}: {e}"))?;
+    let target = target.split('#').next().unwrap_or_default();
+    if target.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{s:?}: bad path"));
+    }
+    let target = match target {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    Ok((ep, target))
+}
+
+/// A parsed `http://` source URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub ep: Endpoint,
+    /// The path prefix, without a trailing '/' ("" for the root).
+    pub prefix: String,
+}
+
+impl Url {
+    pub fn parse(s: &str) -> Result<Url, String> {
+        let bad = |why: &str| format!("bad --source {s:?}: {why}");
+        let rest = s.strip_prefix("http://").ok_or_else(|| {
+            if s.starts_with("https://") {
+                bad("https is not supported (no TLS; plain http only)")
+            } else {
+                bad("expected http://HOST[:PORT][/PREFIX], oci://HOST[:PORT]/REPO or a directory")
+            }
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let ep = Endpoint::parse(authority).map_err(|e| bad(&e))?;
+        if path.contains(['?', '#']) || path.contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad("the prefix must be a plain path"));
+        }
+        Ok(Url {
+            ep,
+            prefix: path.trim_end_matches('/').to_string(),
+        })
+    }
 
     /// The request path of blob `key`.
     pub fn blob_path(&self, key: &[u8]) -> String {
@@ -101,7 +159,7 @@ impl Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.prefix)
+        write!(f, "http://{}{}", self.ep, self.prefix)
     }
 }
 
@@ -129,9 +187,13 @@ pub struct Head {
     pub chunked: bool,
     /// The server closes the connection after this response.
     pub close: bool,
+    /// `Location` (redirects).
+    pub location: Option<String>,
+    /// `WWW-Authenticate` values (401), in order.
+    pub www_authenticate: Vec<String>,
 }
 
-fn invalid(msg: String) -> io::Error {
+pub fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
@@ -173,6 +235,8 @@ pub fn parse_head(head: &[u8]) -> io::Result<Head> {
             }
             "content-range" => h.content_range = Some(parse_content_range(value)?),
             "transfer-encoding" => h.chunked = !value.eq_ignore_ascii_case("identity"),
+            "location" => h.location = Some(value.to_string()),
+            "www-authenticate" => h.www_authenticate.push(value.to_string()),
             "connection" => {
                 let v = value.to_ascii_lowercase();
                 if v.contains("close") {
@@ -210,6 +274,9 @@ pub fn parse_content_range(v: &str) -> io::Result<(u64, u64, Option<u64>)> {
 /// (read `len` bytes, then drop the connection); an error otherwise.
 pub fn check_range_response(h: &Head, off: u64, len: u64) -> io::Result<bool> {
     let last = off + len - 1;
+    if h.chunked && (200..300).contains(&h.status) {
+        return Err(invalid("chunked responses are not supported".into()));
+    }
     match h.status {
         206 => {
             let Some((a, b, _)) = h.content_range else {
@@ -234,7 +301,7 @@ pub fn check_range_response(h: &Head, off: u64, len: u64) -> io::Result<bool> {
     }
 }
 
-fn status_error(s: u16) -> io::Error {
+pub fn status_error(s: u16) -> io::Error {
     let kind = match s {
         404 | 410 => io::ErrorKind::NotFound,
         401 | 403 => io::ErrorKind::PermissionDenied,
@@ -245,7 +312,7 @@ fn status_error(s: u16) -> io::Error {
 }
 
 /// A connection and the bytes read past the last response head.
-struct Conn {
+pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
 }
@@ -279,29 +346,132 @@ impl Conn {
     }
 
     /// Reads exactly `out.len()` body bytes.
-    fn read_body(&mut self, out: &mut [u8]) -> io::Result<()> {
+    pub fn read_body(&mut self, out: &mut [u8]) -> io::Result<()> {
         let have = self.buf.len().min(out.len());
         out[..have].copy_from_slice(&self.buf[..have]);
         self.buf.drain(..have);
         self.stream.read_exact(&mut out[have..])
     }
+
+    /// Reads a small body (at most `max` bytes) of a response to a request other than HEAD:
+    /// by Content-Length, chunked, or up to the connection's end. Returns it and whether the
+    /// connection can be reused.
+    pub fn read_small_body(&mut self, h: &Head, max: usize) -> io::Result<(Vec<u8>, bool)> {
+        if h.chunked {
+            let mut body = Vec::new();
+            loop {
+                let line = self.read_line()?;
+                let size = line.split(';').next().unwrap_or_default().trim();
+                let n = usize::from_str_radix(size, 16)
+                    .map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
+                if n == 0 {
+                    // trailers, up to the blank line
+                    while !self.read_line()?.is_empty() {}
+                    return Ok((body, true));
+                }
+                if body.len() + n > max {
+                    return Err(invalid(format!("response body over {max} bytes")));
+                }
+                let at = body.len();
+                body.resize(at + n, 0);
+                self.read_body(&mut body[at..])?;
+                if !self.read_line()?.is_empty() {
+                    return Err(invalid("chunk not followed by CRLF".into()));
+                }
+            }
+        }
+        if let Some(n) = h.content_length {
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| invalid(format!("response body over {max} bytes")))?;
+            let mut body = vec![0u8; n];
+            self.read_body(&mut body)?;
+            return Ok((body, true));
+        }
+        if [204, 304].contains(&h.status) || (100..200).contains(&h.status) {
+            return Ok((Vec::new(), true));
+        }
+        // No length: the body ends with the connection.
+        let mut body = std::mem::take(&mut self.buf);
+        (&mut self.stream)
+            .take((max + 1 - body.len().min(max)) as u64)
+            .read_to_end(&mut body)?;
+        if body.len() > max {
+            return Err(invalid(format!("response body over {max} bytes")));
+        }
+        Ok((body, false))
+    }
+
+    /// Skips the body of a response not wanted (an error, a redirect, a challenge); returns
+    /// whether the connection can be reused.
+    pub fn skip_body(&mut self, method: &str, h: &Head) -> bool {
+        if method == "HEAD" {
+            return true;
+        }
+        match h.content_length {
+            Some(n) if n > SKIP_MAX as u64 => false,
+            None if !h.chunked => false,
+            _ => self
+                .read_small_body(h, SKIP_MAX)
+                .is_ok_and(|(_, reuse)| reuse),
+        }
+    }
+
+    /// One CRLF-terminated line (without the CRLF), for chunked bodies.
+    fn read_line(&mut self) -> io::Result<String> {
+        let mut chunk = [0u8; 1024];
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(invalid("line too long".into()));
+            }
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a chunked body",
+                ));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
 }
 
-/// The shared part of an HTTP source: where it is, and idle connections.
-struct Client {
-    url: Url,
+/// A request: method, request target, an optional byte range (off, len) and extra headers.
+pub struct Req<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub range: Option<(u64, u64)>,
+    pub headers: &'a [(&'a str, String)],
+}
+
+/// Connections to any number of endpoints, kept alive and reused (at most [`MAX_IDLE`] idle
+/// ones). Shared by the HTTP and OCI sources.
+pub struct Pool {
     timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    idle: Mutex<Vec<(Endpoint, Conn)>>,
 }
 
 /// A request failed before any of the response arrived, on a reused connection: worth one
 /// retry on a new one (the server may have closed it while idle).
 struct Stale(io::Error);
 
-impl Client {
-    fn connect(&self) -> io::Result<Conn> {
+impl Pool {
+    pub fn new(timeout: Duration) -> Pool {
+        Pool {
+            timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn connect(&self, ep: &Endpoint) -> io::Result<Conn> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for addr in (self.url.host.as_str(), self.url.port).to_socket_addrs()? {
+        for addr in (ep.host.as_str(), ep.port).to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, self.timeout) {
                 Ok(stream) => {
                     stream.set_read_timeout(Some(self.timeout))?;
@@ -318,34 +488,41 @@ impl Client {
         Err(last)
     }
 
-    fn idle_conn(&self) -> Option<Conn> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
-    }
-
-    fn put_back(&self, c: Conn) {
+    fn idle_conn(&self, ep: &Endpoint) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(c);
-        }
+        let i = idle.iter().rposition(|(e, _)| e == ep)?;
+        Some(idle.remove(i).1)
     }
 
-    /// Sends `method path` (with a Range of `range` = (off, len) if any) and reads the head.
+    fn put_back(&self, ep: &Endpoint, c: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push((ep.clone(), c));
+    }
+
+    /// Sends `req` and reads the response head.
     fn send(
         &self,
+        ep: &Endpoint,
         c: &mut Conn,
-        method: &str,
-        path: &str,
-        range: Option<(u64, u64)>,
+        req: &Req,
     ) -> Result<Head, Result<Stale, io::Error>> {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: erofs-ondemandd\r\nAccept-Encoding: identity\r\n",
-            self.url.host_header()
+        let mut text = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: erofs-ondemandd\r\nAccept-Encoding: identity\r\n",
+            req.method,
+            req.path,
+            ep.host_header()
         );
-        if let Some((off, len)) = range {
-            req.push_str(&format!("Range: bytes={off}-{}\r\n", off + len - 1));
+        if let Some((off, len)) = req.range {
+            text.push_str(&format!("Range: bytes={off}-{}\r\n", off + len - 1));
         }
-        req.push_str("\r\n");
-        if let Err(e) = c.stream.write_all(req.as_bytes()) {
+        for (name, value) in req.headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("\r\n");
+        if let Err(e) = c.stream.write_all(text.as_bytes()) {
             return Err(Ok(Stale(e)));
         }
         match c.read_head() {
@@ -358,50 +535,48 @@ impl Client {
         }
     }
 
-    /// Runs `f` on a connection with a response head to `method path`: an idle connection
+    /// Runs `f` on a connection to `ep` with the response head to `req`: an idle connection
     /// first, retried once on a new one if it turns out stale. `f` returns whether the
-    /// connection can be reused.
-    fn request<T>(
+    /// connection can be reused (its response fully read).
+    pub fn request<T>(
         &self,
-        method: &str,
-        path: &str,
-        range: Option<(u64, u64)>,
+        ep: &Endpoint,
+        req: &Req,
         f: impl FnOnce(&mut Conn, &Head) -> io::Result<(T, bool)>,
     ) -> io::Result<T> {
-        let mut conn = self.idle_conn();
+        let mut conn = self.idle_conn(ep);
         let (mut c, head) = loop {
             let reused = conn.is_some();
             let mut c = match conn.take() {
                 Some(c) => c,
-                None => self.connect()?,
+                None => self.connect(ep)?,
             };
-            match self.send(&mut c, method, path, range) {
+            match self.send(ep, &mut c, req) {
                 Ok(h) => break (c, h),
                 Err(Ok(Stale(_))) if reused => continue,
                 Err(Ok(Stale(e))) | Err(Err(e)) => return Err(e),
             }
         };
-        if head.chunked {
-            return Err(invalid("chunked responses are not supported".into()));
-        }
         let (v, reusable) = f(&mut c, &head)?;
         if reusable && !head.close {
-            self.put_back(c);
+            self.put_back(ep, c);
         }
         Ok(v)
     }
 }
 
 /// `--source http://...`.
-pub struct HttpStore(Arc<Client>);
+pub struct HttpStore {
+    url: Url,
+    pool: Arc<Pool>,
+}
 
 impl HttpStore {
     pub fn new(url: Url, timeout: Duration) -> HttpStore {
-        HttpStore(Arc::new(Client {
+        HttpStore {
             url,
-            timeout,
-            idle: Mutex::new(Vec::new()),
-        }))
+            pool: Arc::new(Pool::new(timeout)),
+        }
     }
 }
 
@@ -413,8 +588,14 @@ impl BlobStore for HttpStore {
                 "cookie key is not a safe blob name",
             ));
         }
-        let path = self.0.url.blob_path(key);
-        let size = self.0.request("HEAD", &path, None, |_, h| {
+        let path = self.url.blob_path(key);
+        let req = Req {
+            method: "HEAD",
+            path: &path,
+            range: None,
+            headers: &[],
+        };
+        let size = self.pool.request(&self.url.ep, &req, |_, h| {
             if h.status != 200 {
                 return Err(status_error(h.status));
             }
@@ -425,19 +606,60 @@ impl BlobStore for HttpStore {
             Ok((n, true))
         })?;
         Ok(Box::new(HttpBlob {
-            client: Arc::clone(&self.0),
+            pool: Arc::clone(&self.pool),
+            ep: self.url.ep.clone(),
             path,
             size,
         }))
     }
 
     fn describe(&self) -> String {
-        format!("blobs from {}", self.0.url)
+        format!("blobs from {}", self.url)
     }
 }
 
+/// Reads `buf.len()` bytes at `off` with a Range GET of `path` on `ep` (the response checked
+/// with [`check_range_response`]). Shared with the OCI source, which handles the redirects
+/// and challenges before the body.
+pub fn get_range(
+    pool: &Pool,
+    ep: &Endpoint,
+    path: &str,
+    buf: &mut [u8],
+    off: u64,
+) -> io::Result<()> {
+    let len = buf.len() as u64;
+    let req = Req {
+        method: "GET",
+        path,
+        range: Some((off, len)),
+        headers: &[],
+    };
+    pool.request(ep, &req, |c, h| read_range_body(c, h, buf, off))
+}
+
+/// Checks a Range GET's response head and reads its body into `buf`; returns whether the
+/// connection can be reused (a whole-blob 200 has more body we do not read: it is spent).
+pub fn read_range_body(c: &mut Conn, h: &Head, buf: &mut [u8], off: u64) -> io::Result<((), bool)> {
+    let partial = check_range_response(h, off, buf.len() as u64)?;
+    c.read_body(buf)?;
+    Ok(((), partial))
+}
+
+/// Checks that `[off, off + len)` is inside a blob of `size` bytes.
+pub fn check_bounds(off: u64, len: u64, size: u64) -> io::Result<()> {
+    if off.checked_add(len).is_none_or(|e| e > size) {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("bytes {off}+{len} past the blob's {size} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 struct HttpBlob {
-    client: Arc<Client>,
+    pool: Arc<Pool>,
+    ep: Endpoint,
     path: String,
     size: u64,
 }
@@ -451,34 +673,13 @@ impl BlobRead for HttpBlob {
         if buf.is_empty() {
             return Ok(());
         }
-        let len = buf.len() as u64;
-        if off.checked_add(len).is_none_or(|e| e > self.size) {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("bytes {off}+{len} past the blob's {} bytes", self.size),
-            ));
-        }
-        self.client
-            .request("GET", &self.path, Some((off, len)), |c, h| {
-                let partial = check_range_response(h, off, len)?;
-                c.read_body(buf)?;
-                // A whole-blob 200 has more body we do not read: the connection is spent.
-                Ok(((), partial))
-            })
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "GET {}{}: {e}",
-                        self.client.url,
-                        &self.path[self.client.url.prefix.len()..]
-                    ),
-                )
-            })
+        check_bounds(off, buf.len() as u64, self.size)?;
+        get_range(&self.pool, &self.ep, &self.path, buf, off)
+            .map_err(|e| io::Error::new(e.kind(), format!("GET {}: {e}", self.location())))
     }
 
     fn location(&self) -> String {
-        format!("http://{}{}", self.client.url.host_header(), self.path)
+        format!("http://{}{}", self.ep, self.path)
     }
 }
 
@@ -493,8 +694,10 @@ mod tests {
         assert_eq!(
             u,
             Url {
-                host: "127.0.0.1".into(),
-                port: 8080,
+                ep: Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 8080
+                },
                 prefix: "/blobs".into()
             }
         );
@@ -502,12 +705,12 @@ mod tests {
         assert_eq!(u.blob_path(b"a b/%\xff"), "/blobs/a%20b%2F%25%FF");
         assert_eq!(u.to_string(), "http://127.0.0.1:8080/blobs");
         let u = Url::parse("http://example").unwrap();
-        assert_eq!((u.port, u.prefix.as_str()), (80, ""));
+        assert_eq!((u.ep.port, u.prefix.as_str()), (80, ""));
         assert_eq!(u.blob_path(b"x"), "/x");
-        assert_eq!(u.host_header(), "example");
+        assert_eq!(u.ep.host_header(), "example");
         let u = Url::parse("http://[::1]:81/p").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", 81));
-        assert_eq!(u.host_header(), "[::1]:81");
+        assert_eq!((u.ep.host.as_str(), u.ep.port), ("::1", 81));
+        assert_eq!(u.ep.host_header(), "[::1]:81");
         for bad in [
             "https://h/",
             "ftp://h",
@@ -540,7 +743,8 @@ mod tests {
                 content_length: Some(4096),
                 content_range: Some((0, 4095, Some(10000))),
                 chunked: false,
-                close: false
+                close: false,
+                ..Head::default()
             }
         );
         assert!(check_range_response(&h, 0, 4096).unwrap());
@@ -596,6 +800,64 @@ mod tests {
             ..Head::default()
         };
         assert!(check_range_response(&h, 0, 1).is_err(), "206 without range");
+    }
+
+    #[test]
+    fn small_bodies_and_skipping() {
+        // three responses on one connection, then one delimited by the connection's end
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(
+                b"HTTP/1.1 401 No\r\nWWW-Authenticate: Basic realm=x\r\nWWW-Authenticate: Bearer realm=y\r\nContent-Length: 5\r\n\r\nhello\
+HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\n\
+HTTP/1.1 302 Found\r\nLocation: http://h:1/p\r\nContent-Length: 0\r\n\r\n\
+HTTP/1.0 200 OK\r\n\r\nto the end",
+            )
+            .unwrap();
+        });
+        let mut c = Conn {
+            stream: TcpStream::connect(("127.0.0.1", port)).unwrap(),
+            buf: Vec::new(),
+        };
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert_eq!(h.www_authenticate, ["Basic realm=x", "Bearer realm=y"]);
+        assert!(
+            c.skip_body("GET", &h),
+            "a small body is skipped, the connection kept"
+        );
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert!(
+            check_range_response(&h, 0, 5).is_err(),
+            "no chunked data bodies"
+        );
+        assert_eq!(
+            c.read_small_body(&h, 100).unwrap(),
+            (b"abcde".to_vec(), true)
+        );
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (h.status, h.location.as_deref()),
+            (302, Some("http://h:1/p"))
+        );
+        assert!(c.skip_body("GET", &h));
+        let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            c.read_small_body(&h, 100).unwrap(),
+            (b"to the end".to_vec(), false)
+        );
+        let big = Head {
+            status: 200,
+            content_length: Some(1 << 30),
+            ..Head::default()
+        };
+        assert!(
+            !c.skip_body("GET", &big),
+            "a large body is not read: drop the connection"
+        );
+        assert!(c.skip_body("HEAD", &big), "HEAD responses have no body");
+        assert!(c.read_small_body(&big, 100).is_err());
     }
 
     /// A one-thread server answering each connection's requests with `respond(request head)`;
@@ -712,9 +974,9 @@ mod tests {
         // The test server keeps connections open: make the idle one stale by shutting it down.
         let store = HttpStore::new(url, Duration::from_secs(5));
         let blob = store.open(b"blob").unwrap();
-        if let Some(c) = store.0.idle_conn() {
+        if let Some(c) = store.pool.idle_conn(&store.url.ep) {
             c.stream.shutdown(std::net::Shutdown::Both).unwrap();
-            store.0.put_back(c);
+            store.pool.put_back(&store.url.ep, c);
         }
         let mut buf = [0u8; 10];
         blob.read_at(&mut buf, 990).unwrap();

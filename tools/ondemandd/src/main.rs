@@ -11,9 +11,12 @@ mod coalesce;
 mod config;
 mod daemon;
 mod devnode;
+mod digest;
 mod fault;
 mod fdstore;
+mod fetchcmd;
 mod http;
+mod oci;
 #[macro_use]
 mod log;
 mod prefetch;
@@ -40,8 +43,66 @@ use std::sync::Arc;
 enum SourceCfg {
     Dir(PathBuf),
     Http(http::Url),
+    Oci(oci::OciUrl),
     /// The config file's [[source]] tables (`--config`), first match wins.
     Routes(Vec<config::Rule>),
+}
+
+impl SourceCfg {
+    /// `--source`/`--blob-dir` value: a URL (`http://`, `oci://`) or a directory.
+    fn parse(val: &str) -> Result<SourceCfg, String> {
+        if val.starts_with("oci://") || val.starts_with("ocis://") {
+            Ok(SourceCfg::Oci(oci::OciUrl::parse(val)?))
+        } else if val.contains("://") {
+            Ok(SourceCfg::Http(http::Url::parse(val)?))
+        } else {
+            Ok(SourceCfg::Dir(PathBuf::from(val)))
+        }
+    }
+
+    /// The blob store it describes.
+    fn store(
+        &self,
+        timeout: u64,
+        creds: Option<&oci::Credentials>,
+    ) -> Result<Arc<dyn blobs::BlobStore>, String> {
+        let t = std::time::Duration::from_secs(timeout);
+        Ok(match self {
+            SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
+            SourceCfg::Http(u) => Arc::new(http::HttpStore::new(u.clone(), t)),
+            SourceCfg::Oci(u) => Arc::new(oci::OciStore::new(u.clone(), creds.cloned(), t)),
+            SourceCfg::Routes(rules) => {
+                let mut routes = Vec::new();
+                for r in rules {
+                    let src = match &r.source {
+                        config::RuleSource::Dir(d) => SourceCfg::Dir(d.clone()),
+                        config::RuleSource::Url(u) => {
+                            SourceCfg::parse(u).map_err(|e| format!("{}: {e}", r.at))?
+                        }
+                    };
+                    routes.push((r.clone(), src.store(timeout, creds)?));
+                }
+                Arc::new(route::RouteStore::new(routes))
+            }
+        })
+    }
+}
+
+/// The environment variable with registry credentials (`USER:PASS`), read when
+/// `--registry-auth` is not given.
+const AUTH_ENV: &str = "EROFS_ONDEMANDD_REGISTRY_AUTH";
+
+/// `--registry-auth`, else the environment, if any.
+fn registry_auth(given: Option<oci::Credentials>) -> Result<Option<oci::Credentials>, String> {
+    if given.is_some() {
+        return Ok(given);
+    }
+    match std::env::var(AUTH_ENV) {
+        Ok(v) if !v.is_empty() => oci::Credentials::parse(&v)
+            .map(Some)
+            .map_err(|e| format!("{AUTH_ENV}: {e}")),
+        _ => Ok(None),
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -49,6 +110,7 @@ struct Config {
     cache_dir: PathBuf,
     source: SourceCfg,
     http_timeout: u64,
+    registry_auth: Option<oci::Credentials>,
     tag: Option<String>,
     devnode: PathBuf,
     stats_file: Option<PathBuf>,
@@ -66,8 +128,8 @@ struct Config {
     prefetch: prefetch::Plan,
 }
 
-const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http://HOST[:PORT][/PREFIX]} \
-[--http-timeout SECS] [--tag NAME] \
+const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http://HOST[:PORT][/PREFIX] | --source oci://HOST[:PORT]/REPO} \
+[--http-timeout SECS] [--registry-auth USER:PASS] [--tag NAME] \
 [--devnode PATH] [--stats-file PATH] [--pid-file PATH] [--log-level error|warn|info|debug] \
 [--window BYTES] [--threads N] [--per-blob N] [--fault KIND[:BLOB]]... \
 [--source-delay-ms N[:BLOB]]... [--supervise [--worker-pid-file PATH]] [--fd-store SOCKET] \
@@ -75,6 +137,9 @@ const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --
 [--prefetch-bandwidth BYTES_PER_SEC[K|M|G]]
        erofs-ondemandd stats --socket PATH
        erofs-ondemandd hold --socket SOCKET [--pid-file PATH] [--log-level LEVEL]
+       erofs-ondemandd fetch --source {DIR | http://... | oci://...} KEY [--out FILE] [--offset N --length N] \
+[--http-timeout SECS] [--registry-auth USER:PASS] [--log-level LEVEL]
+registry credentials may also come from $EROFS_ONDEMANDD_REGISTRY_AUTH (USER:PASS)
 fault kinds (testing only): refuse-open, read-no-data, short-write, misaligned-write, write-past, close-anon-fd, no-answer, exit-on-read";
 
 /// `hold` arguments (after the word `hold`): the socket path, the pid file, the log level.
@@ -104,6 +169,101 @@ fn parse_hold<I: IntoIterator<Item = String>>(
     Ok((socket.ok_or("hold: --socket is required")?, pid_file, level))
 }
 
+/// `fetch` arguments (after the word `fetch`).
+struct FetchCfg {
+    source: SourceCfg,
+    what: fetchcmd::What,
+    http_timeout: u64,
+    registry_auth: Option<oci::Credentials>,
+    level: Level,
+}
+
+fn parse_fetch<I: IntoIterator<Item = String>>(args: I) -> Result<FetchCfg, String> {
+    let mut args = args.into_iter();
+    let mut source = None;
+    let mut cfg = FetchCfg {
+        source: SourceCfg::Dir(PathBuf::new()),
+        what: fetchcmd::What::default(),
+        http_timeout: 30,
+        registry_auth: None,
+        level: Level::Warn,
+    };
+    let mut key = None;
+    while let Some(a) = args.next() {
+        if !a.starts_with("--") {
+            if key.replace(a).is_some() {
+                return Err("fetch: give one KEY".into());
+            }
+            continue;
+        }
+        let (k, inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        let val = inline
+            .or_else(|| args.next())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{k} needs a value"))?;
+        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad {k} {v:?}"));
+        match k.as_str() {
+            "--source" | "--blob-dir" => source = Some(SourceCfg::parse(&val)?),
+            "--out" => cfg.what.out = Some(PathBuf::from(val)),
+            "--offset" => cfg.what.offset = Some(num(&val)?),
+            "--length" => cfg.what.length = Some(num(&val)?),
+            "--http-timeout" => cfg.http_timeout = count(&k, &val, 3600)? as u64,
+            "--registry-auth" => cfg.registry_auth = Some(oci::Credentials::parse(&val)?),
+            "--log-level" => {
+                cfg.level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
+            }
+            _ => return Err(format!("fetch: unknown argument {k}")),
+        }
+    }
+    cfg.source = source.ok_or("fetch: --source is required")?;
+    cfg.what.key = key.ok_or("fetch: the blob KEY is required")?;
+    Ok(cfg)
+}
+
+/// The `fetch` subcommand: exit status 0 (fetched; verified or nothing to verify), 1 (failed
+/// or digest mismatch), 2 (usage).
+fn fetch_main() -> ! {
+    let cfg = match parse_fetch(std::env::args().skip(2)) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("erofs-ondemandd: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    log::set_level(cfg.level);
+    let creds = match registry_auth(cfg.registry_auth) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("erofs-ondemandd: {e}");
+            std::process::exit(2);
+        }
+    };
+    let store = match cfg.source.store(cfg.http_timeout, creds.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            say!("erofs-ondemandd: {e}");
+            std::process::exit(2);
+        }
+    };
+    let to_stdout = cfg.what.out.as_deref() == Some(Path::new("-"));
+    let mut status: Box<dyn std::io::Write> = if to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    match fetchcmd::run(store.as_ref(), &cfg.what, &mut status) {
+        Ok(fetchcmd::Outcome::Mismatch) => std::process::exit(1),
+        Ok(_) => std::process::exit(0),
+        Err(e) => {
+            log!(Level::Error, "fetch: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// A count option's value: 1..=max.
 fn count(key: &str, val: &str, max: usize) -> Result<usize, String> {
     val.parse()
@@ -123,6 +283,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         cache_dir: PathBuf::new(),
         source: SourceCfg::Dir(PathBuf::new()),
         http_timeout: 30,
+        registry_auth: None,
         tag: None,
         devnode: PathBuf::from("/dev/cachefiles"),
         stats_file: None,
@@ -166,13 +327,14 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
                 if source.is_some() {
                     return Err("give one of --blob-dir and --source, once".into());
                 }
-                source = Some(if key == "--source" && val.contains("://") {
-                    SourceCfg::Http(http::Url::parse(&val)?)
+                source = Some(if key == "--source" {
+                    SourceCfg::parse(&val)?
                 } else {
                     SourceCfg::Dir(PathBuf::from(val))
                 });
             }
             "--http-timeout" => cfg.http_timeout = count(&key, &val, 3600)? as u64,
+            "--registry-auth" => cfg.registry_auth = Some(oci::Credentials::parse(&val)?),
             "--tag" => {
                 if val.contains(|c: char| c.is_whitespace() || c == '\0') {
                     return Err(format!("bad --tag {val:?}: no whitespace allowed"));
@@ -217,10 +379,23 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
     cfg.prefetch.bandwidth = cfg.prefetch.bandwidth.filter(|&n| n > 0);
     cfg.cache_dir = cache_dir.ok_or("--cache-dir is required")?;
     cfg.source = source.ok_or("--blob-dir, --source or [[source]] in --config is required")?;
+    let oci_used = match &cfg.source {
+        SourceCfg::Oci(_) => true,
+        SourceCfg::Routes(rules) => rules.iter().any(|r| {
+            matches!(&r.source, config::RuleSource::Url(u) if u.starts_with("oci://"))
+        }),
+        _ => false,
+    };
+    if cfg.registry_auth.is_some() && !oci_used {
+        return Err("--registry-auth is for oci:// sources only".into());
+    }
     Ok(Some(cfg))
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("fetch") {
+        fetch_main();
+    }
     if std::env::args().nth(1).as_deref() == Some("stats") {
         let r = statsock::parse_args(std::env::args().skip(2))
             .and_then(|p| statsock::query(&p).map_err(|e| format!("stats: {}: {e}", p.display())));
@@ -264,6 +439,16 @@ fn main() {
         }
     };
     log::set_level(cfg.level);
+    let mut cfg = cfg;
+    if matches!(cfg.source, SourceCfg::Oci(_) | SourceCfg::Routes(_)) {
+        match registry_auth(cfg.registry_auth.take()) {
+            Ok(c) => cfg.registry_auth = c,
+            Err(e) => {
+                say!("erofs-ondemandd: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     if let Err(e) = run(cfg) {
         log!(Level::Error, "{e}");
         std::process::exit(1);
@@ -381,12 +566,19 @@ fn serve_worker(
             "--source-delay-ms: fetches are slowed down on purpose"
         );
     }
-    let store = make_store(&cfg.source, cfg)?;
+    let store = cfg
+        .source
+        .store(cfg.http_timeout, cfg.registry_auth.as_ref())?;
     log!(
         Level::Info,
         "serving {} with {} threads",
         store.describe(),
         cfg.threads
+    );
+    log!(
+        Level::Info,
+        "blobs whose cookie key names a sha256 digest and that fit in --window ({} bytes) are fetched whole and verified before caching",
+        cfg.window
     );
     let opts = Options {
         store,
@@ -429,30 +621,6 @@ fn serve_worker(
     // The caller exits without waiting for fetches in flight (dropping the daemon would).
     std::mem::forget(d);
     r
-}
-
-/// The blob store of `src`.
-fn make_store(src: &SourceCfg, cfg: &Config) -> Result<Arc<dyn blobs::BlobStore>, String> {
-    Ok(match src {
-        SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
-        SourceCfg::Http(u) => Arc::new(http::HttpStore::new(
-            u.clone(),
-            std::time::Duration::from_secs(cfg.http_timeout),
-        )),
-        SourceCfg::Routes(rules) => {
-            let mut routes = Vec::new();
-            for r in rules {
-                let src = match &r.source {
-                    config::RuleSource::Dir(d) => SourceCfg::Dir(d.clone()),
-                    config::RuleSource::Url(u) => {
-                        SourceCfg::Http(http::Url::parse(u).map_err(|e| format!("{}: {e}", r.at))?)
-                    }
-                };
-                routes.push((r.clone(), make_store(&src, cfg)?));
-            }
-            Arc::new(route::RouteStore::new(routes))
-        }
-    })
 }
 
 /// The request loop: until SIGTERM/SIGINT (Ok) or a devnode failure (Err).
@@ -562,6 +730,40 @@ mod tests {
             SourceCfg::Http(http::Url::parse("http://127.0.0.1:8000/b").unwrap())
         );
         assert_eq!(c.http_timeout, 5);
+        let c = parse_args(args(
+            "--cache-dir /c --source oci://127.0.0.1:5000/erofs/test --registry-auth u:p:w",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceCfg::Oci(oci::OciUrl::parse("oci://127.0.0.1:5000/erofs/test").unwrap())
+        );
+        assert_eq!(
+            c.registry_auth,
+            Some(oci::Credentials::parse("u:p:w").unwrap())
+        );
+        assert!(
+            !format!("{c:?}").contains("p:w"),
+            "credentials are never shown"
+        );
+        let f = parse_fetch(args(
+            "--source oci://r/x sha256:ab --out /tmp/o --offset 4096 --length=10",
+        ))
+        .unwrap();
+        assert_eq!(f.what.key, "sha256:ab");
+        assert_eq!(f.what.out, Some(PathBuf::from("/tmp/o")));
+        assert_eq!((f.what.offset, f.what.length), (Some(4096), Some(10)));
+        for bad in [
+            "",
+            "k",
+            "--source /d",
+            "--source /d a b",
+            "--source /d k --offset x",
+            "--source /d k --bogus 1",
+        ] {
+            assert!(parse_fetch(args(bad)).is_err(), "fetch {bad}");
+        }
         let c = parse_args(args("--cache-dir /c --source /srv/b"))
             .unwrap()
             .unwrap();
@@ -579,6 +781,11 @@ mod tests {
             "--cache-dir /c --blob-dir /b --threads 0",
             "--cache-dir /c --blob-dir /b --source http://h/",
             "--cache-dir /c --source https://h/",
+            "--cache-dir /c --source ocis://h/r",
+            "--cache-dir /c --source oci://h",
+            "--cache-dir /c --source oci://h/UPPER",
+            "--cache-dir /c --source oci://h/r --registry-auth nocolon",
+            "--cache-dir /c --blob-dir /b --registry-auth u:p",
             "--cache-dir /c --source http://h/ --http-timeout 0",
             "--cache-dir /c --blob-dir /b --per-blob x",
             "--cache-dir /c --blob-dir /b --source-delay-ms 1:",

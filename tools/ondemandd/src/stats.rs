@@ -26,6 +26,11 @@ pub struct Stats {
     pub coalesced: u64,
     /// Times the supervisor restarted the daemon (`--supervise`) before this one.
     pub restarts: u64,
+    /// Whole-blob fetches whose contents matched the digest their key names.
+    pub verified: u64,
+    /// Whole-blob fetches whose contents did not match the digest their key names (not
+    /// cached; their READs got no data).
+    pub digest_errors: u64,
     /// Background prefetch: blob bytes copied, pieces copied, objects whose prefetch is over.
     pub prefetch_bytes: u64,
     pub prefetch_pieces: u64,
@@ -82,8 +87,8 @@ impl Stats {
             }
         }
         s.push_str(&format!(
-            "fetches {}\ncoalesced {}\nrestarts {}\n",
-            self.fetches, self.coalesced, self.restarts
+            "fetches {}\ncoalesced {}\nrestarts {}\nverified {}\ndigest_errors {}\n",
+            self.fetches, self.coalesced, self.restarts, self.verified, self.digest_errors
         ));
         s.push_str(&self.render_prefetch());
         s
@@ -126,8 +131,15 @@ impl Stats {
     /// The one-line summary printed at exit.
     pub fn summary(&self) -> String {
         format!(
-            "{} opens, {} reads, {} closes, {} bytes fetched, {} errors, {} faults injected",
-            self.opens, self.reads, self.closes, self.bytes_fetched, self.errors, self.faults
+            "{} opens, {} reads, {} closes, {} bytes fetched, {} errors, {} faults injected, {} blobs verified, {} digest errors",
+            self.opens,
+            self.reads,
+            self.closes,
+            self.bytes_fetched,
+            self.errors,
+            self.faults,
+            self.verified,
+            self.digest_errors
         )
     }
 }
@@ -179,6 +191,7 @@ mod tests {
              read_len_le_32768 0\nread_len_le_65536 0\nread_len_le_131072 0\n\
              read_len_le_262144 0\nread_len_le_524288 0\nread_len_le_1048576 1\n\
              read_len_gt_1048576 1\nfetches 0\ncoalesced 0\nrestarts 0\n\
+             verified 0\ndigest_errors 0\n\
              prefetch_bytes 0\nprefetch_pieces 0\nprefetch_done 0\n"
         );
         s.count_read(1, 1_000_001);
@@ -194,7 +207,9 @@ mod tests {
         assert_eq!(hist_bucket(0), 0);
         assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
         assert!(s.summary().contains("4096 bytes fetched"));
-        assert!(s.summary().ends_with("5 faults injected"));
+        assert!(s
+            .summary()
+            .ends_with("5 faults injected, 0 blobs verified, 0 digest errors"));
         let d = TempDir::new("stats");
         let p = d.0.join("stats");
         write_atomic(&p, &s.render()).unwrap();
