@@ -135,6 +135,32 @@ fn put<T>(table: &mut KVec<Option<Slot<T>>>, ptr: NonNull<T>) -> Option<KBox<T>>
     }
 }
 
+/// Frees the registry's tables at module exit.
+///
+/// The tables are statics, whose destructors never run: without this, the memory of the last
+/// tables (allocated by mounts, kept for reuse) leaks when the module is unloaded, and kmemleak
+/// reports it. By then no mount exists (a mounted file system holds a reference to the module),
+/// so every slot is free; a slot still in use would be a bug, and its object is leaked rather
+/// than freed under a handle that may still point to it.
+pub(crate) fn release_tables() {
+    let mut guard = Guard::lock();
+    let reg = guard.registry();
+    let domains = core::mem::replace(&mut reg.domains, KVec::new());
+    let cookies = core::mem::replace(&mut reg.cookies, KVec::new());
+    drop(guard);
+    let busy = domains.iter().filter(|s| s.is_some()).count()
+        + cookies.iter().filter(|s| s.is_some()).count();
+    if busy != 0 {
+        erofs_err!("{} domain objects still in use at module exit: leaked", busy);
+        for slot in domains.into_iter().flatten() {
+            core::mem::forget(slot);
+        }
+        for slot in cookies.into_iter().flatten() {
+            core::mem::forget(slot);
+        }
+    }
+}
+
 /// A reference to a domain, and so to its volume.
 ///
 /// # Invariants

@@ -118,5 +118,6 @@ impl Drop for ErofsRs {
     fn drop(&mut self) {
         // SAFETY: registered in `init`; a module with mounts cannot be unloaded (owner refcount).
         unsafe { bindings::unregister_filesystem(self.registered.as_ptr()) };
+        domain::release_tables();
     }
 }

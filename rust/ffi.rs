@@ -98,6 +98,7 @@ extern "C" {
     pub(crate) fn erofs_rs_readahead_folio(rac: *mut bindings::readahead_control)
         -> *mut bindings::folio;
     pub(crate) fn erofs_rs_mapping_set_gfp_kernel(mapping: *mut bindings::address_space);
+    pub(crate) fn erofs_rs_mapping_lockdep_shared_only(mapping: *mut bindings::address_space);
 
     pub(crate) fn erofs_rs_inode_set_owner(inode: *mut bindings::inode, uid: u32, gid: u32);
     pub(crate) fn erofs_rs_inode_set_fop(

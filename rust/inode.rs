@@ -71,6 +71,8 @@ fn fill(inode: *mut bindings::inode, info: &SbInfo, nid: u64) -> Result {
         (*inode).i_ctime_sec = mtime;
         (*inode).i_ctime_nsec = raw.mtime_nsec;
         (*(*inode).i_mapping).a_ops = &data::DATA_AOPS.0;
+        // Only ever taken shared: see the shim for why lockdep must not order it.
+        ffi::erofs_rs_mapping_lockdep_shared_only((*inode).i_mapping);
         (*inode).i_op = &GENERIC_IOPS.0;
     }
     match mode & S_IFMT {

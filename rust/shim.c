@@ -11,6 +11,7 @@
 #include <linux/fs.h>
 #include <linux/fscache.h>
 #include <linux/highmem.h>
+#include <linux/lockdep.h>
 #include <linux/mutex.h>
 #include <linux/netfs.h>
 #include <linux/pagemap.h>
@@ -169,6 +170,26 @@ void erofs_rs_iter_mapping(struct iov_iter *iter, struct address_space *mapping,
 void erofs_rs_mapping_set_gfp_kernel(struct address_space *mapping)
 {
 	mapping_set_gfp_mask(mapping, GFP_KERNEL);
+}
+
+/*
+ * Keeps the invalidate_lock of a file's page cache out of lockdep's ordering checks.
+ *
+ * The VM holds mapping->invalidate_lock (shared) around ->readahead and ->read_folio, and our
+ * reads do direct I/O on the cachefiles backing file under it, which takes the backing
+ * filesystem's i_rwsem (llseek(SEEK_DATA) in prepare_ondemand_read, the DIO read itself). The
+ * daemon's pwrite() to the anon fd is a direct I/O write that pins its user buffer under that
+ * same i_rwsem, so i_rwsem -> mmap_lock, and a page fault on one of our files takes
+ * mmap_lock -> invalidate_lock: lockdep sees a cycle. It cannot deadlock: nothing ever takes
+ * the invalidate_lock of an erofs_rs file exclusively (read-only: no truncate, hole punch,
+ * fallocate or open for write, and filemap_invalidate_inode() is not used), so a shared
+ * acquisition never waits and the lock cannot be part of a wait cycle. Lockdep cannot know
+ * that (rwsem readers are not recursive for it). In-tree erofs and every netfs filesystem with
+ * cachefiles carry the same latent report. Validation stays on for every other lock.
+ */
+void erofs_rs_mapping_lockdep_shared_only(struct address_space *mapping)
+{
+	lockdep_set_novalidate_class(&mapping->invalidate_lock);
 }
 
 /* --- inodes, dentries, directories */

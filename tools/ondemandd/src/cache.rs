@@ -45,6 +45,16 @@ impl AlignedBuf {
                 "cannot allocate I/O buffer",
             ));
         }
+        // Touch every page now. A direct I/O write pins its buffer; pages never written are not
+        // mapped yet (calloc'ed memory), so the pin would take the slow path of
+        // pin_user_pages_fast(), with mmap_lock, under the backing file's i_rwsem. That order
+        // is legal, but it needlessly feeds lockdep the i_rwsem -> mmap_lock edge of a cycle it
+        // reports for page cache reads over cachefiles (see rust/shim.c), and costs a fault
+        // per page on the first write. Volatile, so the stores are not optimised away.
+        for off in (0..size).step_by(ALIGN) {
+            // SAFETY: `off < size`, inside the allocation; a zero keeps it zero-initialised.
+            unsafe { ptr.add(off).write_volatile(0) };
+        }
         Ok(AlignedBuf { ptr, layout })
     }
 

@@ -53,4 +53,23 @@ else
     fail "no kernel log line explains the failed mount without daemon"
   kmsg_since "no daemon" | sed 's/^/#   /'
 fi
+# Only privileged mounts: the type has no FS_USERNS_MOUNT, so root of a user namespace (which
+# owns its mount namespace) gets EPERM from mount(2), before any option or cache is looked at.
+# mount(2) is called directly (ctypes), so the errno is the kernel's, not mount(8)'s guess.
+userns_mount() {
+  unshare --user --map-root-user --mount $PY -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.mount(b"none", sys.argv[1].encode(), sys.argv[2].encode(), 0, b"fsid=userns")
+print("mounted" if r == 0 else os.strerror(ctypes.get_errno()))' "$W/mnt" "$1" 2>&1
+}
+if unshare --user --map-root-user --mount true 2>/dev/null; then
+  for t in erofs_rs; do
+    got=$(userns_mount "$t")
+    check "$t: a mount from a user namespace is refused with EPERM (got: $got)" \
+      test "$got" = "Operation not permitted"
+  done
+else
+  log "user namespaces are not available here: the unprivileged-mount check did not run"
+fi
 finish

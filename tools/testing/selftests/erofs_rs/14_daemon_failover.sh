@@ -103,7 +103,8 @@ check "the fd-store reader is mid-read at the kill" alive "${PIDS[fd_big]}"
 t_kill=$(now_ms)
 kill -KILL "$D1"
 wait "$D1" 2>/dev/null
-start_daemon "$W/blobs" --fd-store "$W/hold.sock"
+# Slow too: the no-failover part below must catch its reader waiting for data.
+start_daemon "$W/blobs" --fd-store "$W/hold.sock" --source-delay-ms 300:blob1
 log "fd store: new daemon up $(( $(now_ms) - t_kill )) ms after the kill"
 if wait_until 60 dead "${PIDS[fd_big]}"; then
   wait "${PIDS[fd_big]}"; rc=$?

@@ -130,7 +130,7 @@ wait_until() {
 # alive PID: PID exists and is not a zombie (a killed background job stays a zombie until waited).
 alive() {
   local pid comm state rest
-  read -r pid comm state rest < "/proc/$1/stat" 2>/dev/null || return 1
+  read -r pid comm state rest 2>/dev/null < "/proc/$1/stat" || return 1
   [ "$state" != Z ]
 }
 
