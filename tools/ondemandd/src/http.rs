@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `--source http://HOST[:PORT][/PREFIX]`: blobs fetched over plain HTTP/1.1 (std only).
+//! `--source http://HOST[:PORT][/PREFIX]` and `https://...`: blobs fetched over HTTP/1.1
+//! (std only; TLS by rustls, see `crate::tls`).
 //!
 //! Blob `KEY` is at `/PREFIX/KEY` (the key percent-encoded). OPEN asks for its size with
 //! `HEAD` (`Content-Length`); each fetch is a `GET` with `Range: bytes=A-B`, answered
@@ -8,13 +9,15 @@
 //! before any response byte arrived is retried once on a new connection. Any other failure
 //! (refused connection, timeout, error status, short body) fails the fetch: its READs are
 //! completed without data and the readers get EIO. 404 on OPEN fails the OPEN with ENOENT.
-//! No TLS, no redirects (see `crate::oci` for a source that follows them), no chunked data
-//! bodies, no proxies.
+//! `https://` connects with TLS (the server's certificate verified against the trust store,
+//! `crate::tls::Trust`); TLS connections are pooled and reused like plain ones. No redirects
+//! (see `crate::oci` for a source that follows them), no chunked data bodies, no proxies.
 //!
 //! The connection pool ([`Pool`]), response head parsing and the range checks are shared with
 //! the OCI registry source (`crate::oci`).
 
 use crate::blobs::{safe_name, BlobRead, BlobStore};
+use crate::tls::{TlsStream, Trust};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
@@ -27,16 +30,17 @@ pub const MAX_IDLE: usize = 16;
 /// Largest body of an unwanted response (error, redirect) read to keep its connection.
 const SKIP_MAX: usize = 64 * 1024;
 
-/// A host and port to connect to.
+/// A host and port to connect to, with TLS (`https`) or without (`http`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
+    pub tls: bool,
 }
 
 impl Endpoint {
-    /// Parses `HOST[:PORT]` or `[V6]:PORT` (port 80 if none); no credentials.
-    pub fn parse(authority: &str) -> Result<Endpoint, String> {
+    /// Parses `HOST[:PORT]` or `[V6]:PORT` (port 80 if none, 443 with `tls`); no credentials.
+    pub fn parse(authority: &str, tls: bool) -> Result<Endpoint, String> {
         if authority.contains('@') {
             return Err("credentials in the URL are not supported".into());
         }
@@ -63,12 +67,35 @@ impl Endpoint {
                 .ok()
                 .filter(|&p| p != 0)
                 .ok_or("bad port")?,
-            None => 80,
+            None => Endpoint::default_port(tls),
         };
         Ok(Endpoint {
             host: host.to_string(),
             port,
+            tls,
         })
+    }
+
+    fn default_port(tls: bool) -> u16 {
+        if tls {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `http://HOST[:PORT]` or `https://HOST[:PORT]`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme(), self.host_header())
     }
 
     /// The `Host:` header value.
@@ -78,7 +105,7 @@ impl Endpoint {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == Endpoint::default_port(self.tls) {
             h
         } else {
             format!("{h}:{}", self.port)
@@ -92,20 +119,17 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Splits an absolute `http://HOST[:PORT]/PATH?QUERY` into its endpoint and request target
-/// ("/" if it has no path). Used for token realms and redirect targets; `https://` is refused
-/// (no TLS here).
+/// Splits an absolute `http://HOST[:PORT]/PATH?QUERY` or `https://...` into its endpoint and
+/// request target ("/" if it has no path). Used for token realms and redirect targets.
 pub fn split_http_url(s: &str) -> Result<(Endpoint, String), String> {
-    let rest = s.strip_prefix("http://").ok_or_else(|| {
-        if s.starts_with("https://") {
-            format!("{s:?}: https is not supported (no TLS; plain http only)")
-        } else {
-            format!("{s:?}: not an http:// URL")
-        }
-    })?;
+    let (rest, tls) = match (s.strip_prefix("http://"), s.strip_prefix("https://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => return Err(format!("{s:?}: not an http:// or https:// URL")),
+    };
     let i = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, target) = rest.split_at(i);
-    let ep = Endpoint::parse(authority).map_err(|e| format!("{s:?}: {e}"))?;
+    let ep = Endpoint::parse(authority, tls).map_err(|e| format!("{s:?}: {e}"))?;
     let target = target.split('#').next().unwrap_or_default();
     if target.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("{s:?}: bad path"));
@@ -118,7 +142,7 @@ pub fn split_http_url(s: &str) -> Result<(Endpoint, String), String> {
     Ok((ep, target))
 }
 
-/// A parsed `http://` source URL.
+/// A parsed `http://` or `https://` source URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub ep: Endpoint,
@@ -129,18 +153,18 @@ pub struct Url {
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
         let bad = |why: &str| format!("bad --source {s:?}: {why}");
-        let rest = s.strip_prefix("http://").ok_or_else(|| {
-            if s.starts_with("https://") {
-                bad("https is not supported (no TLS; plain http only)")
-            } else {
-                bad("expected http://HOST[:PORT][/PREFIX], oci://HOST[:PORT]/REPO or a directory")
-            }
-        })?;
+        let (rest, tls) = match (s.strip_prefix("http://"), s.strip_prefix("https://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => return Err(bad(
+                "expected http[s]://HOST[:PORT][/PREFIX], oci[s]://HOST[:PORT]/REPO or a directory",
+            )),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        let ep = Endpoint::parse(authority).map_err(|e| bad(&e))?;
+        let ep = Endpoint::parse(authority, tls).map_err(|e| bad(&e))?;
         if path.contains(['?', '#']) || path.contains(|c: char| c.is_whitespace() || c.is_control())
         {
             return Err(bad("the prefix must be a plain path"));
@@ -159,7 +183,7 @@ impl Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.ep, self.prefix)
+        write!(f, "{}{}", self.ep.origin(), self.prefix)
     }
 }
 
@@ -311,9 +335,51 @@ pub fn status_error(s: u16) -> io::Error {
     io::Error::new(kind, format!("HTTP status {s}"))
 }
 
+/// A connection's byte stream: plain TCP, or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// The TCP connection (under the TLS layer, if any).
+    #[cfg(test)]
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A connection and the bytes read past the last response head.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
 }
 
@@ -331,7 +397,18 @@ impl Conn {
             if self.buf.len() > MAX_HEAD {
                 return Err(invalid("response head too long".into()));
             }
-            let n = self.stream.read(&mut chunk)?;
+            let n = match self.stream.read(&mut chunk) {
+                // A TLS server that closes an idle connection without close_notify: the
+                // connection is just closed, as for plain TCP (mid-head it is an error).
+                Err(e)
+                    if e.kind() == io::ErrorKind::UnexpectedEof
+                        && self.buf.is_empty()
+                        && matches!(self.stream, Stream::Tls(_)) =>
+                {
+                    0
+                }
+                r => r?,
+            };
             if n == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -454,6 +531,8 @@ pub struct Req<'a> {
 /// ones). Shared by the HTTP and OCI sources.
 pub struct Pool {
     timeout: Duration,
+    /// For `https` endpoints.
+    trust: Trust,
     idle: Mutex<Vec<(Endpoint, Conn)>>,
 }
 
@@ -462,11 +541,19 @@ pub struct Pool {
 struct Stale(io::Error);
 
 impl Pool {
-    pub fn new(timeout: Duration) -> Pool {
+    /// A pool whose connections time out after `timeout` (connect, each read and write) and
+    /// whose `https` connections verify servers against `trust`.
+    pub fn new(timeout: Duration, trust: Trust) -> Pool {
         Pool {
             timeout,
+            trust,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What `https` servers are verified against.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     fn connect(&self, ep: &Endpoint) -> io::Result<Conn> {
@@ -477,6 +564,13 @@ impl Pool {
                     stream.set_read_timeout(Some(self.timeout))?;
                     stream.set_write_timeout(Some(self.timeout))?;
                     let _ = stream.set_nodelay(true);
+                    let stream = if ep.tls {
+                        // Verification failures are final: no other address is tried.
+                        let s = self.trust.handshake(&ep.host, &ep.to_string(), stream)?;
+                        Stream::Tls(Box::new(s))
+                    } else {
+                        Stream::Plain(stream)
+                    };
                     return Ok(Conn {
                         stream,
                         buf: Vec::new(),
@@ -522,7 +616,12 @@ impl Pool {
             text.push_str(&format!("{name}: {value}\r\n"));
         }
         text.push_str("\r\n");
-        if let Err(e) = c.stream.write_all(text.as_bytes()) {
+        // (flush: TLS sends what it buffered; plain TCP has nothing buffered)
+        if let Err(e) = c
+            .stream
+            .write_all(text.as_bytes())
+            .and_then(|_| c.stream.flush())
+        {
             return Err(Ok(Stale(e)));
         }
         match c.read_head() {
@@ -565,17 +664,18 @@ impl Pool {
     }
 }
 
-/// `--source http://...`.
+/// `--source http://...` or `https://...`.
 pub struct HttpStore {
     url: Url,
     pool: Arc<Pool>,
 }
 
 impl HttpStore {
-    pub fn new(url: Url, timeout: Duration) -> HttpStore {
+    /// `https` servers are verified against `trust`.
+    pub fn new(url: Url, timeout: Duration, trust: Trust) -> HttpStore {
         HttpStore {
             url,
-            pool: Arc::new(Pool::new(timeout)),
+            pool: Arc::new(Pool::new(timeout, trust)),
         }
     }
 }
@@ -614,7 +714,15 @@ impl BlobStore for HttpStore {
     }
 
     fn describe(&self) -> String {
-        format!("blobs from {}", self.url)
+        if self.url.ep.tls {
+            format!(
+                "blobs from {} (TLS, {})",
+                self.url,
+                self.pool.trust.describe()
+            )
+        } else {
+            format!("blobs from {}", self.url)
+        }
     }
 }
 
@@ -679,7 +787,7 @@ impl BlobRead for HttpBlob {
     }
 
     fn location(&self) -> String {
-        format!("http://{}{}", self.ep, self.path)
+        format!("{}{}", self.ep.origin(), self.path)
     }
 }
 
@@ -696,7 +804,8 @@ mod tests {
             Url {
                 ep: Endpoint {
                     host: "127.0.0.1".into(),
-                    port: 8080
+                    port: 8080,
+                    tls: false,
                 },
                 prefix: "/blobs".into()
             }
@@ -711,9 +820,23 @@ mod tests {
         let u = Url::parse("http://[::1]:81/p").unwrap();
         assert_eq!((u.ep.host.as_str(), u.ep.port), ("::1", 81));
         assert_eq!(u.ep.host_header(), "[::1]:81");
+        let u = Url::parse("https://h.example/b/").unwrap();
+        assert_eq!((u.ep.port, u.ep.tls, u.prefix.as_str()), (443, true, "/b"));
+        assert_eq!(u.ep.host_header(), "h.example");
+        assert_eq!(u.to_string(), "https://h.example/b");
+        let u = Url::parse("https://[::1]:8443").unwrap();
+        assert_eq!(u.ep.host_header(), "[::1]:8443");
+        assert_eq!(u.to_string(), "https://[::1]:8443");
+        let u = Url::parse("https://h:80/").unwrap();
+        assert_eq!(u.ep.host_header(), "h:80", "80 is not https' default port");
+        assert_eq!(
+            Url::parse("http://h:443/").unwrap().ep.host_header(),
+            "h:443"
+        );
         for bad in [
-            "https://h/",
             "ftp://h",
+            "https://",
+            "https://u:p@h/",
             "/srv/blobs",
             "http://",
             "http://:80/",
@@ -727,7 +850,7 @@ mod tests {
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
-        assert!(Url::parse("https://h").unwrap_err().contains("https"));
+        assert!(Url::parse("ftp://h").unwrap_err().contains("http[s]://"));
     }
 
     #[test]
@@ -818,7 +941,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
             .unwrap();
         });
         let mut c = Conn {
-            stream: TcpStream::connect(("127.0.0.1", port)).unwrap(),
+            stream: Stream::Plain(TcpStream::connect(("127.0.0.1", port)).unwrap()),
             buf: Vec::new(),
         };
         let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
@@ -869,7 +992,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
             for s in l.incoming().take(conns) {
                 let mut s = s.unwrap();
                 let mut c = Conn {
-                    stream: s.try_clone().unwrap(),
+                    stream: Stream::Plain(s.try_clone().unwrap()),
                     buf: Vec::new(),
                 };
                 while let Ok(Some(h)) = c.read_head() {
@@ -917,7 +1040,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
     #[test]
     fn fetches_ranges_over_one_connection() {
         let url = server(1, blob_server);
-        let store = HttpStore::new(url, Duration::from_secs(5));
+        let store = HttpStore::new(url, Duration::from_secs(5), Trust::default());
         let blob = store.open(b"blob").unwrap();
         assert_eq!(blob.size(), 1000);
         let mut buf = vec![0u8; 300];
@@ -951,7 +1074,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
                 b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".to_vec()
             }
         });
-        let store = HttpStore::new(url, Duration::from_secs(5));
+        let store = HttpStore::new(url, Duration::from_secs(5), Trust::default());
         let blob = store.open(b"blob").unwrap();
         let e = blob.read_at(&mut [0u8; 10], 0).unwrap_err();
         assert!(e.to_string().contains("HTTP status 500"), "{e}");
@@ -963,6 +1086,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
         let store = HttpStore::new(
             Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
             Duration::from_secs(5),
+            Trust::default(),
         );
         assert!(store.open(b"blob").is_err());
     }
@@ -972,10 +1096,10 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
         // Each connection answers one request, then the server closes it.
         let url = server(4, blob_server);
         // The test server keeps connections open: make the idle one stale by shutting it down.
-        let store = HttpStore::new(url, Duration::from_secs(5));
+        let store = HttpStore::new(url, Duration::from_secs(5), Trust::default());
         let blob = store.open(b"blob").unwrap();
         if let Some(c) = store.pool.idle_conn(&store.url.ep) {
-            c.stream.shutdown(std::net::Shutdown::Both).unwrap();
+            c.stream.tcp().shutdown(std::net::Shutdown::Both).unwrap();
             store.pool.put_back(&store.url.ep, c);
         }
         let mut buf = [0u8; 10];
