@@ -552,6 +552,56 @@ mod tests {
     }
 
     #[test]
+    fn ca_files() {
+        let d = TempDir::new("configca");
+        let ca = crate::tls::tests::Ca::new("config CA");
+        ca.write(&d.0, "ca.pem");
+        std::fs::write(d.0.join("junk.pem"), "junk\n").unwrap();
+        let f = d.0.join("c.toml");
+        let fc = parse(
+            &f,
+            "ca_file = \"ca.pem\"\n\
+             [[source]]\nurl = \"https://127.0.0.1:8443/b\"\nca_file = \"ca.pem\"\n\
+             [[source]]\nurl = \"ocis://registry.example/r\"\n",
+        )
+        .unwrap();
+        let pem = d.0.join("ca.pem");
+        assert_eq!(fc.args, ["--ca-file", &pem.display().to_string()]);
+        assert_eq!(fc.sources[0].ca_file, Some(pem));
+        assert_eq!(fc.sources[1].ca_file, None);
+        for (text, want) in [
+            (
+                "ca_file = \"missing.pem\"\n",
+                "c.toml:1: ca_file: {d}/missing.pem: No such file",
+            ),
+            (
+                "\nca_file = \"junk.pem\"\n",
+                "c.toml:2: ca_file: {d}/junk.pem: no certificates in it",
+            ),
+            (
+                "[[source]]\nurl = \"https://h/\"\nca_file = \"junk.pem\"\n",
+                "c.toml:3: source[0].ca_file: {d}/junk.pem: no certificates in it",
+            ),
+            (
+                "[[source]]\ndir = \"/\"\nca_file = \"ca.pem\"\n",
+                "c.toml:3: source[0].ca_file: is for url sources only",
+            ),
+            (
+                "[[source]]\nurl = \"https://h/\"\nca_file = 1\n",
+                "c.toml:3: source[0].ca_file: must be a string",
+            ),
+        ] {
+            let e = parse(&f, text).unwrap_err();
+            let want = format!(
+                "{}/{}",
+                d.0.display(),
+                want.replace("{d}", &d.0.display().to_string())
+            );
+            assert!(e.starts_with(&want), "{text:?}:\n got {e}\nwant {want}");
+        }
+    }
+
+    #[test]
     fn the_sample_config_parses() {
         let text = include_str!("../../../samples/erofs-ondemandd.toml");
         assert!(crate::toml::parse(text).is_ok());

@@ -795,6 +795,7 @@ impl BlobRead for HttpBlob {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn urls() {
@@ -1105,5 +1106,157 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
         let mut buf = [0u8; 10];
         blob.read_at(&mut buf, 990).unwrap();
         assert!(buf.iter().zip(990..).all(|(&b, i)| b == byte(i)));
+    }
+
+    /// TLS: the same blob server over https, with a certificate of `ca` for `names`.
+    fn tls_blob_server(ca: &crate::tls::tests::Ca, names: &[&str]) -> (u16, Arc<AtomicUsize>) {
+        crate::tls::tests::tls_server(ca.server_cert(names), Arc::new(blob_server))
+    }
+
+    fn https_store(host: &str, port: u16, trust: Trust) -> HttpStore {
+        let url = Url::parse(&format!("https://{host}:{port}/p")).unwrap();
+        HttpStore::new(url, Duration::from_secs(5), trust)
+    }
+
+    #[test]
+    fn https_range_gets_verified_over_one_connection() {
+        use crate::tls::tests::Ca;
+        let d = crate::blobs::tests::TempDir::new("https");
+        let ca = Ca::new("test CA");
+        let (port, conns) = tls_blob_server(&ca, &["localhost", "127.0.0.1"]);
+        // the trust store from a PEM file, as --ca-file loads it
+        let trust = Trust::from_file(&ca.write(&d.0, "ca.pem")).unwrap();
+        let store = https_store("127.0.0.1", port, trust.clone());
+        assert!(
+            store
+                .describe()
+                .contains("(TLS, trusting 1 CA certificate from"),
+            "{}",
+            store.describe()
+        );
+        let blob = store.open(b"blob").unwrap();
+        assert_eq!(blob.size(), 1000);
+        assert_eq!(blob.location(), format!("https://127.0.0.1:{port}/p/blob"));
+        let mut buf = vec![0u8; 300];
+        for off in [0, 700, 100] {
+            blob.read_at(&mut buf, off).unwrap();
+            assert!(buf.iter().zip(off..).all(|(&b, i)| b == byte(i)), "{off}");
+        }
+        assert_eq!(
+            store.open(b"missing").err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            1,
+            "one TLS connection, kept alive and reused"
+        );
+
+        // a reused TLS connection found dead is replaced by a new one (one retry)
+        if let Some(c) = store.pool.idle_conn(&store.url.ep) {
+            c.stream.tcp().shutdown(std::net::Shutdown::Both).unwrap();
+            store.pool.put_back(&store.url.ep, c);
+        }
+        blob.read_at(&mut buf[..10], 990).unwrap();
+        assert!(buf[..10].iter().zip(990..).all(|(&b, i)| b == byte(i)));
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+
+        // by name: SNI and the DNS name in the certificate
+        let store = https_store("localhost", port, trust);
+        let blob = store.open(b"blob").unwrap();
+        blob.read_at(&mut buf[..5], 995).unwrap();
+        assert!(buf[..5].iter().zip(995..).all(|(&b, i)| b == byte(i)));
+    }
+
+    #[test]
+    fn https_refuses_an_untrusted_ca_and_a_wrong_name() {
+        use crate::tls::tests::Ca;
+        let ca = Ca::new("test CA");
+        let (port, conns) = tls_blob_server(&ca, &["localhost"]);
+
+        // a CA we do not trust signed the server's certificate
+        let other = Ca::new("other CA");
+        let e = https_store("localhost", port, other.trust())
+            .open(b"blob")
+            .err()
+            .unwrap();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("TLS handshake with localhost:{port}: certificate verification failed: UnknownIssuer")),
+            "{msg}"
+        );
+        assert!(
+            !matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+            ),
+            "an EIO, not an ENOENT: {e:?}"
+        );
+
+        // the right CA, but the certificate is for localhost, not 127.0.0.1
+        let e = https_store("127.0.0.1", port, ca.trust())
+            .open(b"blob")
+            .err()
+            .unwrap();
+        let msg = e.to_string();
+        assert!(msg.contains("certificate verification failed"), "{msg}");
+        assert!(
+            msg.contains("certificate not valid for name \"127.0.0.1\""),
+            "{msg}"
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 0, "no handshake completed");
+
+        // no trust store (no system bundle, no --ca-file): refused, saying so
+        let e = https_store("localhost", port, Trust::unavailable("no bundle here"))
+            .open(b"blob")
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("no trust store: no bundle here"),
+            "{e}"
+        );
+
+        // a plain HTTP client talking to the TLS port gets no blob either (and no hang)
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/p")).unwrap();
+        let plain = HttpStore::new(url, Duration::from_secs(5), ca.trust());
+        assert!(plain.open(b"blob").is_err());
+    }
+
+    #[test]
+    fn a_tls_server_closing_an_idle_connection_is_not_an_error() {
+        // The server completes the handshake, then drops the connection without close_notify
+        // (as servers do with idle connections): reading a response head finds it closed,
+        // which the pool takes as stale (retried), not as a failure.
+        use crate::tls::tests::Ca;
+        use rustls::{ServerConfig, ServerConnection};
+        let ca = Ca::new("test CA");
+        let (chain, key) = ca.server_cert(&["127.0.0.1"]);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut tcp, _) = l.accept().unwrap();
+            let mut conn = ServerConnection::new(config).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut tcp).unwrap();
+            }
+            // session tickets and all
+            while conn.wants_write() {
+                conn.write_tls(&mut tcp).unwrap();
+            }
+        });
+        let pool = Pool::new(Duration::from_secs(5), ca.trust());
+        let ep = Endpoint::parse(&format!("127.0.0.1:{port}"), true).unwrap();
+        let mut c = pool.connect(&ep).unwrap();
+        t.join().unwrap();
+        assert!(c.read_head().unwrap().is_none());
     }
 }

@@ -914,6 +914,57 @@ mod tests {
     }
 
     #[test]
+    fn trust_stores() {
+        let d = blobs::tests::TempDir::new("maintrust");
+        let ca = tls::tests::Ca::new("main CA");
+        let pem = ca.write(&d.0, "ca.pem");
+        let dir = SourceCfg::Dir("/b".into());
+        let https = SourceCfg::parse("https://127.0.0.1:8443/b").unwrap();
+        // no network source: nothing loaded; a given --ca-file is loaded all the same
+        assert!(load_trust(None, &dir).unwrap().check().is_err());
+        let missing = d.0.join("missing.pem");
+        let e = load_trust(Some(&missing), &dir).unwrap_err();
+        assert!(
+            e.starts_with(&format!("--ca-file {}: ", missing.display())),
+            "{e}"
+        );
+        let t = load_trust(Some(&pem), &https).unwrap();
+        assert!(t.describe().contains("1 CA certificate from"));
+        // without --ca-file: the system bundle, which a TLS source needs
+        match load_trust(None, &https) {
+            Ok(t) => assert!(t.describe().contains(tls::SYSTEM_BUNDLE)),
+            Err(e) => assert!(e.contains("there is no trust store"), "{e}"),
+        }
+        // a [[source]] table's own ca_file is loaded for its store
+        std::fs::create_dir(d.0.join("b")).unwrap();
+        let f = d.0.join("c.toml");
+        std::fs::write(
+            &f,
+            "cache_dir = \"/c\"\n[[source]]\nblobs = [\"meta\"]\ndir = \"b\"\n\
+             [[source]]\nurl = \"https://127.0.0.1:9/b\"\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let c = parse_args(args(&format!("--config {}", f.display())))
+            .unwrap()
+            .unwrap();
+        assert!(!c.source.needs_global_trust(), "it has its own ca_file");
+        let store = c
+            .source
+            .store(5, None, &tls::Trust::unavailable("none"))
+            .unwrap();
+        let desc = store.describe();
+        assert!(
+            desc.contains("(TLS, trusting 1 CA certificate from"),
+            "{desc}"
+        );
+        std::fs::remove_file(&pem).unwrap();
+        assert!(c
+            .source
+            .store(5, None, &tls::Trust::unavailable("none"))
+            .is_err_and(|e| e.contains("ca_file")));
+    }
+
+    #[test]
     fn config_file_and_overrides() {
         let d = blobs::tests::TempDir::new("maincfg");
         std::fs::create_dir(d.0.join("b")).unwrap();

@@ -1070,4 +1070,165 @@ mod tests {
         assert!(DigestMismatch::of(&e).is_some(), "{e}");
         assert_eq!(f.metadata().unwrap().len(), 0, "nothing written");
     }
+
+    fn tls_store(url: &str, creds: Option<&str>, trust: Trust) -> OciStore {
+        OciStore::new(
+            OciUrl::parse(url).unwrap(),
+            creds.map(|c| Credentials::parse(c).unwrap()),
+            Duration::from_secs(5),
+            trust,
+        )
+    }
+
+    #[test]
+    fn ocis_registry_with_a_tls_token_realm_and_tls_storage() {
+        use crate::tls::tests::{tls_server, Ca};
+        let (data, hx) = blob();
+        let ca = Ca::new("registry CA");
+        let cert = || ca.server_cert(&["127.0.0.1", "localhost"]);
+        // the token server, over TLS, wanting Basic credentials
+        let basic = Credentials::parse("alice:s3cret").unwrap().basic();
+        let (auth, _) = tls_server(
+            cert(),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization") != Some(basic.as_str()) {
+                    return b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec();
+                }
+                let body = r#"{"token":"tls-tok"}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }),
+        );
+        // the storage, over TLS on another port (by name): no credentials accepted
+        let d2 = data.clone();
+        let (storage, storage_conns) = tls_server(
+            cert(),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization").is_some() || !req.contains(" /s/blob?sig=1 ") {
+                    return b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec();
+                }
+                blob_response(req, &d2)
+            }),
+        );
+        // the registry: Bearer challenge, then HEAD answered, GETs redirected to the storage
+        let (reg, reg_conns) = tls_server(
+            cert(),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization") != Some("Bearer tls-tok") {
+                    return format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"https://127.0.0.1:{auth}/token\",service=\"r\"\r\nContent-Length: 0\r\n\r\n"
+                    )
+                    .into_bytes();
+                }
+                if req.starts_with("HEAD ") {
+                    return b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n".to_vec();
+                }
+                format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: https://localhost:{storage}/s/blob?sig=1\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            }),
+        );
+        let url = format!("ocis://127.0.0.1:{reg}/erofs/test");
+        let s = tls_store(&url, Some("alice:s3cret"), ca.trust());
+        assert_eq!(read_all(&s, &hx).unwrap(), data);
+        let d = s.describe();
+        assert!(
+            d.contains(&format!("registry {url} (TLS, trusting the test CA)")),
+            "{d}"
+        );
+        assert_eq!(
+            s.open(hx.as_bytes()).unwrap().location(),
+            format!("{url}@sha256:{hx}")
+        );
+        // kept alive: one connection to the registry, one to the storage
+        assert_eq!(reg_conns.load(Ordering::SeqCst), 1);
+        assert_eq!(storage_conns.load(Ordering::SeqCst), 1);
+
+        // a registry whose CA is not trusted: refused at the first request
+        let e = tls_store(&url, Some("alice:s3cret"), Ca::new("other").trust())
+            .open(hx.as_bytes())
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("certificate verification failed: UnknownIssuer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plain_registry_redirects_to_https_storage() {
+        use crate::tls::tests::{tls_server, Ca};
+        let (data, hx) = blob();
+        let ca = Ca::new("storage CA");
+        let d2 = data.clone();
+        let (storage, _) = tls_server(
+            ca.server_cert(&["localhost"]),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization").is_some() {
+                    return b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec();
+                }
+                blob_response(req, &d2)
+            }),
+        );
+        let basic = Credentials::parse("u:p").unwrap().basic();
+        let reg = serve(Arc::new(move |req: &str| {
+            if header(req, "Authorization") != Some(basic.as_str()) {
+                return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=r\r\nContent-Length: 0\r\n\r\n".to_vec();
+            }
+            format!("HTTP/1.1 302 Found\r\nLocation: https://localhost:{storage}/b\r\nContent-Length: 0\r\n\r\n").into_bytes()
+        }));
+        let url = format!("oci://127.0.0.1:{reg}/erofs/test");
+        let s = tls_store(&url, Some("u:p"), ca.trust());
+        assert_eq!(read_all(&s, &hx).unwrap(), data);
+        assert!(
+            !s.describe().contains("TLS"),
+            "the registry itself is plain"
+        );
+
+        // the storage's certificate is not trusted: the fetch fails, saying why
+        let s = tls_store(&url, Some("u:p"), Ca::new("other").trust());
+        let e = s.open(hx.as_bytes()).err().unwrap();
+        assert!(
+            e.to_string().contains(&format!(
+                "TLS handshake with localhost:{storage}: certificate verification failed"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_never_leads_to_cleartext() {
+        use crate::tls::tests::{tls_server, Ca};
+        let (data, hx) = blob();
+        let ca = Ca::new("CA");
+        let d2 = data.clone();
+        let plain = serve(Arc::new(move |req: &str| blob_response(req, &d2)));
+        // a TLS registry redirecting to plain http: refused
+        let (reg, _) = tls_server(
+            ca.server_cert(&["127.0.0.1"]),
+            Arc::new(move |_: &str| {
+                format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{plain}/b\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            }),
+        );
+        let s = tls_store(&format!("ocis://127.0.0.1:{reg}/r"), None, ca.trust());
+        let e = s.open(hx.as_bytes()).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("to plain http"), "{e}");
+        // a TLS registry with a plain http token realm: refused before any credential is sent
+        let (reg, _) = tls_server(
+            ca.server_cert(&["127.0.0.1"]),
+            Arc::new(move |_: &str| {
+                format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{plain}/token\"\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            }),
+        );
+        let s = tls_store(
+            &format!("ocis://127.0.0.1:{reg}/r"),
+            Some("u:p"),
+            ca.trust(),
+        );
+        let e = s.open(hx.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("plain http token realm"), "{e}");
+    }
 }
