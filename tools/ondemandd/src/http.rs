@@ -7,8 +7,9 @@
 //! `206 Partial Content` with a matching `Content-Range` (a `200` with the whole blob is taken
 //! only for a range starting at 0). Connections are kept alive and reused; one that fails
 //! before any response byte arrived is retried once on a new connection. Any other failure
-//! (refused connection, timeout, error status, short body) fails the fetch: its READs are
-//! completed without data and the readers get EIO. 404 on OPEN fails the OPEN with ENOENT.
+//! (refused connection, TLS handshake or certificate verification failure, timeout, error
+//! status, short body) fails the fetch: its READs are completed without data and the readers
+//! get EIO. 404 on OPEN fails the OPEN with ENOENT.
 //! `https://` connects with TLS (the server's certificate verified against the trust store,
 //! `crate::tls::Trust`); TLS connections are pooled and reused like plain ones. No redirects
 //! (see `crate::oci` for a source that follows them), no chunked data bodies, no proxies.
