@@ -55,7 +55,7 @@ for ca in ca other; do
 done
 ossl req -config "$W/openssl.cnf" -new "${EC[@]}" -keyout "$W/server.key" -out "$W/server.csr" \
   -subj "/CN=localhost"
-ossl x509 -req -in "$W/server.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -set_serial "$RANDOM$RANDOM" \
+ossl x509 -req -in "$W/server.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -set_serial $(( (RANDOM << 15 | RANDOM) + 1 )) \
   -days 2 -extfile "$W/openssl.cnf" -extensions server_ext -out "$W/server.pem"
 verify_cert() { openssl verify -CAfile "$W/ca.pem" "$W/server.pem" >>"$W/openssl.log" 2>&1; }
 check "the server certificate verifies against the CA (openssl)" verify_cert
@@ -123,6 +123,8 @@ read_file() {
 }
 
 # 1. The whole tree over https through both filesystems.
+mark=$(grep -c . "$W/https.log")
+since_mark() { tail -n "+$(( mark + 1 ))" "$W/https.log"; }
 start_daemon "" --source "$URL" --ca-file "$W/ca.pem" --http-timeout 10
 check "the daemon says what it trusts" grep -q "TLS, trusting 1 CA certificate from $W/ca.pem" "$W/daemon.log"
 t0=$(now_ms)
@@ -134,11 +136,12 @@ log "both trees read over https in $(( $(now_ms) - t0 )) ms"
 check "erofs_rs over https shows what in-tree erofs shows" cmp -s "$W/rs.manifest" "$W/ref.manifest"
 check "random.bin over https (erofs_rs)" test "$(read_file "$W/rs/random.bin" random.bin)" = "correct data"
 check "random.bin over https (erofs)" test "$(read_file "$W/ref/random.bin" random.bin)" = "correct data"
-heads=$(grep -c "^HEAD meta_r.* 200$" "$W/https.log")
-ranges=$(grep -c "^GET [^ ]* bytes=[0-9]*-[0-9]* 206$" "$W/https.log")
-log "https server: $heads HEADs of the mounts' metadata, $ranges Range GETs, $(grep -c . "$W/https.log") lines in all"
+heads=$(since_mark | grep -c "^HEAD meta_r.* 200$")
+ranges=$(since_mark | grep -c "^GET [^ ]* bytes=[0-9]*-[0-9]* 206$")
+log "https server: $heads HEADs of the mounts' metadata, $ranges Range GETs, $(since_mark | grep -c .) requests in all"
 check "OPENs asked for the blob sizes over https (HEAD)" test "$heads" -ge 2
 check "data came in Range GETs over https" test "$ranges" -ge 4
+check "no GET without a Range" test "$(since_mark | grep -c "^GET [^ ]* - ")" = 0
 check "no daemon error" test "$(stat_value errors)" = 0
 check "umount (erofs_rs)" umount_fs "$W/rs"
 check "umount (erofs)" umount_fs "$W/ref"
@@ -162,6 +165,7 @@ ca_file = "$W/other.pem"
 url = "$REG"
 ca_file = "$W/other.pem"
 EOF
+redirects=$(grep -c " 307$" "$W/registry.log")
 reset_cache "" --config "$W/noca.toml" --http-timeout 10
 for t in erofs_rs erofs; do
   case $t in erofs_rs) s=rs ;; *) s=ref ;; esac
@@ -194,7 +198,7 @@ check "the daemon logs the verification failure (OPEN)" \
   grep -q "OPEN .*blob1.*certificate verification failed: UnknownIssuer" "$W/daemon.log"
 check "the daemon logs the verification failure (fetch after a redirect)" \
   grep -q "fetch of oci://.*sha256:$BLOB.*certificate verification failed: UnknownIssuer" "$W/daemon.log"
-check "the registry redirected the READs' GETs" grep -q "^GET sha256:$BLOB bytes=.* 307$" "$W/registry.log"
+check "the registry redirected the READs' GETs" test "$(grep -c " 307$" "$W/registry.log")" -gt "$redirects"
 check "the daemon is still running" alive "$DAEMON_PID"
 log "daemon: $(tr '\n' ' ' < "$W/stats" | sed 's/read_len[^ ]* [0-9]* //g')"
 log "https server: $(grep -c TLS-ERROR "$W/https.log") refused handshakes"
