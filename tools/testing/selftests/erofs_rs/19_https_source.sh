@@ -126,7 +126,9 @@ read_file() {
 mark=$(grep -c . "$W/https.log")
 since_mark() { tail -n "+$(( mark + 1 ))" "$W/https.log"; }
 start_daemon "" --source "$URL" --ca-file "$W/ca.pem" --http-timeout 10
-check "the daemon says what it trusts" grep -q "TLS, trusting 1 CA certificate from $W/ca.pem" "$W/daemon.log"
+# (logged just after the pid file is written)
+check "the daemon says what it trusts" \
+  wait_until 10 grep -q "TLS, trusting 1 CA certificate from $W/ca.pem" "$W/daemon.log"
 t0=$(now_ms)
 mount_fs erofs_rs fsid=meta_rs,device=blob1 "$W/rs" || { cat "$W/daemon.log"; die "mount -t erofs_rs over https failed"; }
 mount_fs erofs fsid=meta_ref,device=blob1 "$W/ref" || { tail -n 20 "$W/daemon.log"; die "mount -t erofs over https failed"; }
@@ -170,9 +172,9 @@ reset_cache "" --config "$W/noca.toml" --http-timeout 10
 for t in erofs_rs erofs; do
   case $t in erofs_rs) s=rs ;; *) s=ref ;; esac
   if mount_fs $t "fsid=meta_noca_$s,device=blob1" "$W/noca_$s"; then
-    tr=$(now_ms)
+    tread=$(now_ms)
     r=$(read_file "$W/noca_$s/random.bin" random.bin)
-    log "$t, data blob OPEN over untrusted https: read: $r after $(( $(now_ms) - tr )) ms"
+    log "$t, data blob OPEN over untrusted https: read: $r after $(( $(now_ms) - tread )) ms"
     if [ $t = erofs_rs ]; then
       check "$t: untrusted server, failed OPEN: the reader gets EIO" test "$r" = "Input/output error"
     else
@@ -185,9 +187,9 @@ for t in erofs_rs erofs; do
     fail "$t: mount with an untrusted data blob source failed: $(tail -n 5 "$W/daemon.log")"
   fi
   if mount_fs $t "fsid=meta_redir_$s,device=sha256:$BLOB" "$W/redir_$s"; then
-    tr=$(now_ms)
+    tread=$(now_ms)
     r=$(read_file "$W/redir_$s/random.bin" random.bin)
-    log "$t, READs redirected to the untrusted https server: read: $r after $(( $(now_ms) - tr )) ms"
+    log "$t, READs redirected to the untrusted https server: read: $r after $(( $(now_ms) - tread )) ms"
     check "$t: untrusted redirect target: the reader gets EIO" test "$r" = "Input/output error"
     check "$t: umount (failed READs)" umount_fs "$W/redir_$s"
   else
