@@ -28,6 +28,9 @@ pub struct Rule {
     /// Cookie keys (blob names) to match; None: any.
     pub blobs: Option<Vec<String>>,
     pub source: RuleSource,
+    /// `ca_file`: the trust store for this source's TLS connections (replacing `--ca-file` or
+    /// the system bundle); url sources only. Checked (loaded) when the file is read.
+    pub ca_file: Option<PathBuf>,
     /// Where the table is, for messages: `FILE:LINE`.
     pub at: String,
 }
@@ -71,6 +74,7 @@ const SCALARS: &[(&str, &str, Kind)] = &[
     ("pid_file", "--pid-file", Kind::Path),
     ("log_level", "--log-level", Kind::Str),
     ("fd_store", "--fd-store", Kind::Path),
+    ("ca_file", "--ca-file", Kind::Path),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -198,7 +202,7 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
             let name = format!("source[{i}]");
             let tab = cx.table(&name, t)?;
             let pre = format!("{name}.");
-            cx.known(&pre, tab, &["volume", "blobs", "dir", "url"])?;
+            cx.known(&pre, tab, &["volume", "blobs", "dir", "url", "ca_file"])?;
             let volume = tab
                 .get("volume")
                 .map(|v| cx.string(&format!("{pre}volume"), v))
@@ -235,7 +239,7 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
                         return Err(cx.err(
                             u.line,
                             &format!("{pre}url"),
-                            format!("{s:?} is not a URL (http://HOST[:PORT][/PREFIX])"),
+                            format!("{s:?} is not a URL (http[s]://HOST[:PORT][/PREFIX] or oci[s]://HOST[:PORT]/REPO)"),
                         ));
                     }
                     RuleSource::Url(s)
@@ -245,10 +249,23 @@ pub fn parse(file: &Path, text: &str) -> Result<FileConfig, String> {
                 }
                 (None, None) => return Err(cx.err(t.line, &name, "needs dir or url")),
             };
+            let ca_file = match tab.get("ca_file") {
+                Some(c) => {
+                    let key = format!("{pre}ca_file");
+                    if matches!(source, RuleSource::Dir(_)) {
+                        return Err(cx.err(c.line, &key, "is for url sources only"));
+                    }
+                    let p = rel(&cx.string(&key, c)?);
+                    crate::tls::Trust::from_file(&p).map_err(|e| cx.err(c.line, &key, e))?;
+                    Some(p)
+                }
+                None => None,
+            };
             fc.sources.push(Rule {
                 volume,
                 blobs,
                 source,
+                ca_file,
                 at: format!("{}:{}", file.display(), t.line),
             });
         }
@@ -346,6 +363,8 @@ fn check_scalar(opt: &str, val: &str) -> Result<(), String> {
         "--tag" if val.contains(|c: char| c.is_whitespace() || c == '\0') => {
             Err(format!("{val:?}: no whitespace allowed"))
         }
+        // Loaded here to name the line; the daemon loads it again at start.
+        "--ca-file" => crate::tls::Trust::from_file(Path::new(val)).map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -530,6 +549,56 @@ mod tests {
         assert!(load(&d.0.join("missing.toml"))
             .unwrap_err()
             .contains("missing.toml"));
+    }
+
+    #[test]
+    fn ca_files() {
+        let d = TempDir::new("configca");
+        let ca = crate::tls::tests::Ca::new("config CA");
+        ca.write(&d.0, "ca.pem");
+        std::fs::write(d.0.join("junk.pem"), "junk\n").unwrap();
+        let f = d.0.join("c.toml");
+        let fc = parse(
+            &f,
+            "ca_file = \"ca.pem\"\n\
+             [[source]]\nurl = \"https://127.0.0.1:8443/b\"\nca_file = \"ca.pem\"\n\
+             [[source]]\nurl = \"ocis://registry.example/r\"\n",
+        )
+        .unwrap();
+        let pem = d.0.join("ca.pem");
+        assert_eq!(fc.args, ["--ca-file", &pem.display().to_string()]);
+        assert_eq!(fc.sources[0].ca_file, Some(pem));
+        assert_eq!(fc.sources[1].ca_file, None);
+        for (text, want) in [
+            (
+                "ca_file = \"missing.pem\"\n",
+                "c.toml:1: ca_file: {d}/missing.pem: No such file",
+            ),
+            (
+                "\nca_file = \"junk.pem\"\n",
+                "c.toml:2: ca_file: {d}/junk.pem: no certificates in it",
+            ),
+            (
+                "[[source]]\nurl = \"https://h/\"\nca_file = \"junk.pem\"\n",
+                "c.toml:3: source[0].ca_file: {d}/junk.pem: no certificates in it",
+            ),
+            (
+                "[[source]]\ndir = \"/\"\nca_file = \"ca.pem\"\n",
+                "c.toml:3: source[0].ca_file: is for url sources only",
+            ),
+            (
+                "[[source]]\nurl = \"https://h/\"\nca_file = 1\n",
+                "c.toml:3: source[0].ca_file: must be a string",
+            ),
+        ] {
+            let e = parse(&f, text).unwrap_err();
+            let want = format!(
+                "{}/{}",
+                d.0.display(),
+                want.replace("{d}", &d.0.display().to_string())
+            );
+            assert!(e.starts_with(&want), "{text:?}:\n got {e}\nwant {want}");
+        }
     }
 
     #[test]

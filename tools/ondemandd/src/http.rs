@@ -1,20 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `--source http://HOST[:PORT][/PREFIX]`: blobs fetched over plain HTTP/1.1 (std only).
+//! `--source http://HOST[:PORT][/PREFIX]` and `https://...`: blobs fetched over HTTP/1.1
+//! (std only; TLS by rustls, see `crate::tls`).
 //!
 //! Blob `KEY` is at `/PREFIX/KEY` (the key percent-encoded). OPEN asks for its size with
 //! `HEAD` (`Content-Length`); each fetch is a `GET` with `Range: bytes=A-B`, answered
 //! `206 Partial Content` with a matching `Content-Range` (a `200` with the whole blob is taken
 //! only for a range starting at 0). Connections are kept alive and reused; one that fails
 //! before any response byte arrived is retried once on a new connection. Any other failure
-//! (refused connection, timeout, error status, short body) fails the fetch: its READs are
-//! completed without data and the readers get EIO. 404 on OPEN fails the OPEN with ENOENT.
-//! No TLS, no redirects (see `crate::oci` for a source that follows them), no chunked data
-//! bodies, no proxies.
+//! (refused connection, TLS handshake or certificate verification failure, timeout, error
+//! status, short body) fails the fetch: its READs are completed without data and the readers
+//! get EIO. 404 on OPEN fails the OPEN with ENOENT.
+//! `https://` connects with TLS (the server's certificate verified against the trust store,
+//! `crate::tls::Trust`); TLS connections are pooled and reused like plain ones. No redirects
+//! (see `crate::oci` for a source that follows them), no chunked data bodies, no proxies.
 //!
 //! The connection pool ([`Pool`]), response head parsing and the range checks are shared with
 //! the OCI registry source (`crate::oci`).
 
 use crate::blobs::{safe_name, BlobRead, BlobStore};
+use crate::tls::{TlsStream, Trust};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
@@ -27,16 +31,17 @@ pub const MAX_IDLE: usize = 16;
 /// Largest body of an unwanted response (error, redirect) read to keep its connection.
 const SKIP_MAX: usize = 64 * 1024;
 
-/// A host and port to connect to.
+/// A host and port to connect to, with TLS (`https`) or without (`http`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
+    pub tls: bool,
 }
 
 impl Endpoint {
-    /// Parses `HOST[:PORT]` or `[V6]:PORT` (port 80 if none); no credentials.
-    pub fn parse(authority: &str) -> Result<Endpoint, String> {
+    /// Parses `HOST[:PORT]` or `[V6]:PORT` (port 80 if none, 443 with `tls`); no credentials.
+    pub fn parse(authority: &str, tls: bool) -> Result<Endpoint, String> {
         if authority.contains('@') {
             return Err("credentials in the URL are not supported".into());
         }
@@ -63,12 +68,35 @@ impl Endpoint {
                 .ok()
                 .filter(|&p| p != 0)
                 .ok_or("bad port")?,
-            None => 80,
+            None => Endpoint::default_port(tls),
         };
         Ok(Endpoint {
             host: host.to_string(),
             port,
+            tls,
         })
+    }
+
+    fn default_port(tls: bool) -> u16 {
+        if tls {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `http://HOST[:PORT]` or `https://HOST[:PORT]`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme(), self.host_header())
     }
 
     /// The `Host:` header value.
@@ -78,7 +106,7 @@ impl Endpoint {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == Endpoint::default_port(self.tls) {
             h
         } else {
             format!("{h}:{}", self.port)
@@ -92,20 +120,17 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Splits an absolute `http://HOST[:PORT]/PATH?QUERY` into its endpoint and request target
-/// ("/" if it has no path). Used for token realms and redirect targets; `https://` is refused
-/// (no TLS here).
+/// Splits an absolute `http://HOST[:PORT]/PATH?QUERY` or `https://...` into its endpoint and
+/// request target ("/" if it has no path). Used for token realms and redirect targets.
 pub fn split_http_url(s: &str) -> Result<(Endpoint, String), String> {
-    let rest = s.strip_prefix("http://").ok_or_else(|| {
-        if s.starts_with("https://") {
-            format!("{s:?}: https is not supported (no TLS; plain http only)")
-        } else {
-            format!("{s:?}: not an http:// URL")
-        }
-    })?;
+    let (rest, tls) = match (s.strip_prefix("http://"), s.strip_prefix("https://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => return Err(format!("{s:?}: not an http:// or https:// URL")),
+    };
     let i = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, target) = rest.split_at(i);
-    let ep = Endpoint::parse(authority).map_err(|e| format!("{s:?}: {e}"))?;
+    let ep = Endpoint::parse(authority, tls).map_err(|e| format!("{s:?}: {e}"))?;
     let target = target.split('#').next().unwrap_or_default();
     if target.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("{s:?}: bad path"));
@@ -118,7 +143,7 @@ pub fn split_http_url(s: &str) -> Result<(Endpoint, String), String> {
     Ok((ep, target))
 }
 
-/// A parsed `http://` source URL.
+/// A parsed `http://` or `https://` source URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub ep: Endpoint,
@@ -129,18 +154,18 @@ pub struct Url {
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
         let bad = |why: &str| format!("bad --source {s:?}: {why}");
-        let rest = s.strip_prefix("http://").ok_or_else(|| {
-            if s.starts_with("https://") {
-                bad("https is not supported (no TLS; plain http only)")
-            } else {
-                bad("expected http://HOST[:PORT][/PREFIX], oci://HOST[:PORT]/REPO or a directory")
-            }
-        })?;
+        let (rest, tls) = match (s.strip_prefix("http://"), s.strip_prefix("https://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => return Err(bad(
+                "expected http[s]://HOST[:PORT][/PREFIX], oci[s]://HOST[:PORT]/REPO or a directory",
+            )),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        let ep = Endpoint::parse(authority).map_err(|e| bad(&e))?;
+        let ep = Endpoint::parse(authority, tls).map_err(|e| bad(&e))?;
         if path.contains(['?', '#']) || path.contains(|c: char| c.is_whitespace() || c.is_control())
         {
             return Err(bad("the prefix must be a plain path"));
@@ -159,7 +184,7 @@ impl Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.ep, self.prefix)
+        write!(f, "{}{}", self.ep.origin(), self.prefix)
     }
 }
 
@@ -311,9 +336,51 @@ pub fn status_error(s: u16) -> io::Error {
     io::Error::new(kind, format!("HTTP status {s}"))
 }
 
+/// A connection's byte stream: plain TCP, or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// The TCP connection (under the TLS layer, if any).
+    #[cfg(test)]
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A connection and the bytes read past the last response head.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
 }
 
@@ -331,7 +398,18 @@ impl Conn {
             if self.buf.len() > MAX_HEAD {
                 return Err(invalid("response head too long".into()));
             }
-            let n = self.stream.read(&mut chunk)?;
+            let n = match self.stream.read(&mut chunk) {
+                // A TLS server that closes an idle connection without close_notify: the
+                // connection is just closed, as for plain TCP (mid-head it is an error).
+                Err(e)
+                    if e.kind() == io::ErrorKind::UnexpectedEof
+                        && self.buf.is_empty()
+                        && matches!(self.stream, Stream::Tls(_)) =>
+                {
+                    0
+                }
+                r => r?,
+            };
             if n == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -454,6 +532,8 @@ pub struct Req<'a> {
 /// ones). Shared by the HTTP and OCI sources.
 pub struct Pool {
     timeout: Duration,
+    /// For `https` endpoints.
+    trust: Trust,
     idle: Mutex<Vec<(Endpoint, Conn)>>,
 }
 
@@ -462,11 +542,19 @@ pub struct Pool {
 struct Stale(io::Error);
 
 impl Pool {
-    pub fn new(timeout: Duration) -> Pool {
+    /// A pool whose connections time out after `timeout` (connect, each read and write) and
+    /// whose `https` connections verify servers against `trust`.
+    pub fn new(timeout: Duration, trust: Trust) -> Pool {
         Pool {
             timeout,
+            trust,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What `https` servers are verified against.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     fn connect(&self, ep: &Endpoint) -> io::Result<Conn> {
@@ -477,6 +565,13 @@ impl Pool {
                     stream.set_read_timeout(Some(self.timeout))?;
                     stream.set_write_timeout(Some(self.timeout))?;
                     let _ = stream.set_nodelay(true);
+                    let stream = if ep.tls {
+                        // Verification failures are final: no other address is tried.
+                        let s = self.trust.handshake(&ep.host, &ep.to_string(), stream)?;
+                        Stream::Tls(Box::new(s))
+                    } else {
+                        Stream::Plain(stream)
+                    };
                     return Ok(Conn {
                         stream,
                         buf: Vec::new(),
@@ -522,7 +617,12 @@ impl Pool {
             text.push_str(&format!("{name}: {value}\r\n"));
         }
         text.push_str("\r\n");
-        if let Err(e) = c.stream.write_all(text.as_bytes()) {
+        // (flush: TLS sends what it buffered; plain TCP has nothing buffered)
+        if let Err(e) = c
+            .stream
+            .write_all(text.as_bytes())
+            .and_then(|_| c.stream.flush())
+        {
             return Err(Ok(Stale(e)));
         }
         match c.read_head() {
@@ -565,17 +665,18 @@ impl Pool {
     }
 }
 
-/// `--source http://...`.
+/// `--source http://...` or `https://...`.
 pub struct HttpStore {
     url: Url,
     pool: Arc<Pool>,
 }
 
 impl HttpStore {
-    pub fn new(url: Url, timeout: Duration) -> HttpStore {
+    /// `https` servers are verified against `trust`.
+    pub fn new(url: Url, timeout: Duration, trust: Trust) -> HttpStore {
         HttpStore {
             url,
-            pool: Arc::new(Pool::new(timeout)),
+            pool: Arc::new(Pool::new(timeout, trust)),
         }
     }
 }
@@ -614,7 +715,15 @@ impl BlobStore for HttpStore {
     }
 
     fn describe(&self) -> String {
-        format!("blobs from {}", self.url)
+        if self.url.ep.tls {
+            format!(
+                "blobs from {} (TLS, {})",
+                self.url,
+                self.pool.trust.describe()
+            )
+        } else {
+            format!("blobs from {}", self.url)
+        }
     }
 }
 
@@ -679,7 +788,7 @@ impl BlobRead for HttpBlob {
     }
 
     fn location(&self) -> String {
-        format!("http://{}{}", self.ep, self.path)
+        format!("{}{}", self.ep.origin(), self.path)
     }
 }
 
@@ -687,6 +796,7 @@ impl BlobRead for HttpBlob {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn urls() {
@@ -696,7 +806,8 @@ mod tests {
             Url {
                 ep: Endpoint {
                     host: "127.0.0.1".into(),
-                    port: 8080
+                    port: 8080,
+                    tls: false,
                 },
                 prefix: "/blobs".into()
             }
@@ -711,9 +822,23 @@ mod tests {
         let u = Url::parse("http://[::1]:81/p").unwrap();
         assert_eq!((u.ep.host.as_str(), u.ep.port), ("::1", 81));
         assert_eq!(u.ep.host_header(), "[::1]:81");
+        let u = Url::parse("https://h.example/b/").unwrap();
+        assert_eq!((u.ep.port, u.ep.tls, u.prefix.as_str()), (443, true, "/b"));
+        assert_eq!(u.ep.host_header(), "h.example");
+        assert_eq!(u.to_string(), "https://h.example/b");
+        let u = Url::parse("https://[::1]:8443").unwrap();
+        assert_eq!(u.ep.host_header(), "[::1]:8443");
+        assert_eq!(u.to_string(), "https://[::1]:8443");
+        let u = Url::parse("https://h:80/").unwrap();
+        assert_eq!(u.ep.host_header(), "h:80", "80 is not https' default port");
+        assert_eq!(
+            Url::parse("http://h:443/").unwrap().ep.host_header(),
+            "h:443"
+        );
         for bad in [
-            "https://h/",
             "ftp://h",
+            "https://",
+            "https://u:p@h/",
             "/srv/blobs",
             "http://",
             "http://:80/",
@@ -727,7 +852,7 @@ mod tests {
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
-        assert!(Url::parse("https://h").unwrap_err().contains("https"));
+        assert!(Url::parse("ftp://h").unwrap_err().contains("http[s]://"));
     }
 
     #[test]
@@ -818,7 +943,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
             .unwrap();
         });
         let mut c = Conn {
-            stream: TcpStream::connect(("127.0.0.1", port)).unwrap(),
+            stream: Stream::Plain(TcpStream::connect(("127.0.0.1", port)).unwrap()),
             buf: Vec::new(),
         };
         let h = parse_head(&c.read_head().unwrap().unwrap()).unwrap();
@@ -869,7 +994,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
             for s in l.incoming().take(conns) {
                 let mut s = s.unwrap();
                 let mut c = Conn {
-                    stream: s.try_clone().unwrap(),
+                    stream: Stream::Plain(s.try_clone().unwrap()),
                     buf: Vec::new(),
                 };
                 while let Ok(Some(h)) = c.read_head() {
@@ -917,7 +1042,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
     #[test]
     fn fetches_ranges_over_one_connection() {
         let url = server(1, blob_server);
-        let store = HttpStore::new(url, Duration::from_secs(5));
+        let store = HttpStore::new(url, Duration::from_secs(5), Trust::default());
         let blob = store.open(b"blob").unwrap();
         assert_eq!(blob.size(), 1000);
         let mut buf = vec![0u8; 300];
@@ -951,7 +1076,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
                 b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n".to_vec()
             }
         });
-        let store = HttpStore::new(url, Duration::from_secs(5));
+        let store = HttpStore::new(url, Duration::from_secs(5), Trust::default());
         let blob = store.open(b"blob").unwrap();
         let e = blob.read_at(&mut [0u8; 10], 0).unwrap_err();
         assert!(e.to_string().contains("HTTP status 500"), "{e}");
@@ -963,6 +1088,7 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
         let store = HttpStore::new(
             Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
             Duration::from_secs(5),
+            Trust::default(),
         );
         assert!(store.open(b"blob").is_err());
     }
@@ -972,14 +1098,166 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
         // Each connection answers one request, then the server closes it.
         let url = server(4, blob_server);
         // The test server keeps connections open: make the idle one stale by shutting it down.
-        let store = HttpStore::new(url, Duration::from_secs(5));
+        let store = HttpStore::new(url, Duration::from_secs(5), Trust::default());
         let blob = store.open(b"blob").unwrap();
         if let Some(c) = store.pool.idle_conn(&store.url.ep) {
-            c.stream.shutdown(std::net::Shutdown::Both).unwrap();
+            c.stream.tcp().shutdown(std::net::Shutdown::Both).unwrap();
             store.pool.put_back(&store.url.ep, c);
         }
         let mut buf = [0u8; 10];
         blob.read_at(&mut buf, 990).unwrap();
         assert!(buf.iter().zip(990..).all(|(&b, i)| b == byte(i)));
+    }
+
+    /// TLS: the same blob server over https, with a certificate of `ca` for `names`.
+    fn tls_blob_server(ca: &crate::tls::tests::Ca, names: &[&str]) -> (u16, Arc<AtomicUsize>) {
+        crate::tls::tests::tls_server(ca.server_cert(names), Arc::new(blob_server))
+    }
+
+    fn https_store(host: &str, port: u16, trust: Trust) -> HttpStore {
+        let url = Url::parse(&format!("https://{host}:{port}/p")).unwrap();
+        HttpStore::new(url, Duration::from_secs(5), trust)
+    }
+
+    #[test]
+    fn https_range_gets_verified_over_one_connection() {
+        use crate::tls::tests::Ca;
+        let d = crate::blobs::tests::TempDir::new("https");
+        let ca = Ca::new("test CA");
+        let (port, conns) = tls_blob_server(&ca, &["localhost", "127.0.0.1"]);
+        // the trust store from a PEM file, as --ca-file loads it
+        let trust = Trust::from_file(&ca.write(&d.0, "ca.pem")).unwrap();
+        let store = https_store("127.0.0.1", port, trust.clone());
+        assert!(
+            store
+                .describe()
+                .contains("(TLS, trusting 1 CA certificate from"),
+            "{}",
+            store.describe()
+        );
+        let blob = store.open(b"blob").unwrap();
+        assert_eq!(blob.size(), 1000);
+        assert_eq!(blob.location(), format!("https://127.0.0.1:{port}/p/blob"));
+        let mut buf = vec![0u8; 300];
+        for off in [0, 700, 100] {
+            blob.read_at(&mut buf, off).unwrap();
+            assert!(buf.iter().zip(off..).all(|(&b, i)| b == byte(i)), "{off}");
+        }
+        assert_eq!(
+            store.open(b"missing").err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            1,
+            "one TLS connection, kept alive and reused"
+        );
+
+        // a reused TLS connection found dead is replaced by a new one (one retry)
+        if let Some(c) = store.pool.idle_conn(&store.url.ep) {
+            c.stream.tcp().shutdown(std::net::Shutdown::Both).unwrap();
+            store.pool.put_back(&store.url.ep, c);
+        }
+        blob.read_at(&mut buf[..10], 990).unwrap();
+        assert!(buf[..10].iter().zip(990..).all(|(&b, i)| b == byte(i)));
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+
+        // by name: SNI and the DNS name in the certificate
+        let store = https_store("localhost", port, trust);
+        let blob = store.open(b"blob").unwrap();
+        blob.read_at(&mut buf[..5], 995).unwrap();
+        assert!(buf[..5].iter().zip(995..).all(|(&b, i)| b == byte(i)));
+    }
+
+    #[test]
+    fn https_refuses_an_untrusted_ca_and_a_wrong_name() {
+        use crate::tls::tests::Ca;
+        let ca = Ca::new("test CA");
+        let (port, conns) = tls_blob_server(&ca, &["localhost"]);
+
+        // a CA we do not trust signed the server's certificate
+        let other = Ca::new("other CA");
+        let e = https_store("localhost", port, other.trust())
+            .open(b"blob")
+            .err()
+            .unwrap();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("TLS handshake with localhost:{port}: certificate verification failed: UnknownIssuer")),
+            "{msg}"
+        );
+        assert!(
+            !matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+            ),
+            "an EIO, not an ENOENT: {e:?}"
+        );
+
+        // the right CA, but the certificate is for localhost, not 127.0.0.1
+        let e = https_store("127.0.0.1", port, ca.trust())
+            .open(b"blob")
+            .err()
+            .unwrap();
+        let msg = e.to_string();
+        assert!(msg.contains("certificate verification failed"), "{msg}");
+        assert!(
+            msg.contains("certificate not valid for name \"127.0.0.1\""),
+            "{msg}"
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 0, "no handshake completed");
+
+        // no trust store (no system bundle, no --ca-file): refused, saying so
+        let e = https_store("localhost", port, Trust::unavailable("no bundle here"))
+            .open(b"blob")
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("no trust store: no bundle here"),
+            "{e}"
+        );
+
+        // a plain HTTP client talking to the TLS port gets no blob either (and no hang)
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/p")).unwrap();
+        let plain = HttpStore::new(url, Duration::from_secs(5), ca.trust());
+        assert!(plain.open(b"blob").is_err());
+    }
+
+    #[test]
+    fn a_tls_server_closing_an_idle_connection_is_not_an_error() {
+        // The server completes the handshake, then drops the connection without close_notify
+        // (as servers do with idle connections): reading a response head finds it closed,
+        // which the pool takes as stale (retried), not as a failure.
+        use crate::tls::tests::Ca;
+        use rustls::{ServerConfig, ServerConnection};
+        let ca = Ca::new("test CA");
+        let (chain, key) = ca.server_cert(&["127.0.0.1"]);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut tcp, _) = l.accept().unwrap();
+            let mut conn = ServerConnection::new(config).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut tcp).unwrap();
+            }
+            // session tickets and all
+            while conn.wants_write() {
+                conn.write_tls(&mut tcp).unwrap();
+            }
+        });
+        let pool = Pool::new(Duration::from_secs(5), ca.trust());
+        let ep = Endpoint::parse(&format!("127.0.0.1:{port}"), true).unwrap();
+        let mut c = pool.connect(&ep).unwrap();
+        t.join().unwrap();
+        assert!(c.read_head().unwrap().is_none());
     }
 }

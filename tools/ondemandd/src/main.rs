@@ -27,6 +27,7 @@ mod signals;
 mod stats;
 mod statsock;
 mod supervise;
+mod tls;
 mod toml;
 
 use blobs::{Delays, DirStore};
@@ -49,7 +50,7 @@ enum SourceCfg {
 }
 
 impl SourceCfg {
-    /// `--source`/`--blob-dir` value: a URL (`http://`, `oci://`) or a directory.
+    /// `--source`/`--blob-dir` value: a URL (`http[s]://`, `oci[s]://`) or a directory.
     fn parse(val: &str) -> Result<SourceCfg, String> {
         if val.starts_with("oci://") || val.starts_with("ocis://") {
             Ok(SourceCfg::Oci(oci::OciUrl::parse(val)?))
@@ -60,17 +61,24 @@ impl SourceCfg {
         }
     }
 
-    /// The blob store it describes.
+    /// The blob store it describes; `https` servers are verified against `trust` (a
+    /// `[[source]]` table's `ca_file` replaces it for that source).
     fn store(
         &self,
         timeout: u64,
         creds: Option<&oci::Credentials>,
+        trust: &tls::Trust,
     ) -> Result<Arc<dyn blobs::BlobStore>, String> {
         let t = std::time::Duration::from_secs(timeout);
         Ok(match self {
             SourceCfg::Dir(d) => Arc::new(DirStore(d.clone())),
-            SourceCfg::Http(u) => Arc::new(http::HttpStore::new(u.clone(), t)),
-            SourceCfg::Oci(u) => Arc::new(oci::OciStore::new(u.clone(), creds.cloned(), t)),
+            SourceCfg::Http(u) => Arc::new(http::HttpStore::new(u.clone(), t, trust.clone())),
+            SourceCfg::Oci(u) => Arc::new(oci::OciStore::new(
+                u.clone(),
+                creds.cloned(),
+                t,
+                trust.clone(),
+            )),
             SourceCfg::Routes(rules) => {
                 let mut routes = Vec::new();
                 for r in rules {
@@ -80,12 +88,62 @@ impl SourceCfg {
                             SourceCfg::parse(u).map_err(|e| format!("{}: {e}", r.at))?
                         }
                     };
-                    routes.push((r.clone(), src.store(timeout, creds)?));
+                    let own;
+                    let trust = match &r.ca_file {
+                        Some(p) => {
+                            own = tls::Trust::from_file(p)
+                                .map_err(|e| format!("{}: ca_file {e}", r.at))?;
+                            &own
+                        }
+                        None => trust,
+                    };
+                    routes.push((r.clone(), src.store(timeout, creds, trust)?));
                 }
                 Arc::new(route::RouteStore::new(routes))
             }
         })
     }
+
+    /// Whether it connects to servers (and so may meet `https`, if only in a redirect).
+    fn uses_network(&self) -> bool {
+        match self {
+            SourceCfg::Dir(_) => false,
+            SourceCfg::Http(_) | SourceCfg::Oci(_) => true,
+            SourceCfg::Routes(rules) => rules
+                .iter()
+                .any(|r| matches!(r.source, config::RuleSource::Url(_))),
+        }
+    }
+
+    /// Whether a source connects with TLS itself (`https://`, `ocis://`) using the global
+    /// trust store (not a `[[source]]` table's own `ca_file`): that store must then be usable.
+    fn needs_global_trust(&self) -> bool {
+        let tls_url = |u: &str| u.starts_with("https://") || u.starts_with("ocis://");
+        match self {
+            SourceCfg::Dir(_) => false,
+            SourceCfg::Http(u) => u.ep.tls,
+            SourceCfg::Oci(u) => u.ep.tls,
+            SourceCfg::Routes(rules) => rules.iter().any(|r| {
+                r.ca_file.is_none() && matches!(&r.source, config::RuleSource::Url(u) if tls_url(u))
+            }),
+        }
+    }
+}
+
+/// The trust store for `source`: `--ca-file` (which must load), else the system bundle, which
+/// must load if a source connects with TLS. Loaded before anything else happens, so that a bad
+/// CA file stops the daemon at start.
+fn load_trust(ca_file: Option<&Path>, source: &SourceCfg) -> Result<tls::Trust, String> {
+    if ca_file.is_none() && !source.uses_network() {
+        return Ok(tls::Trust::unavailable("the source makes no connections"));
+    }
+    let trust = tls::Trust::load(ca_file).map_err(|e| format!("--ca-file {e}"))?;
+    if source.needs_global_trust() {
+        trust.check().map_err(|e| {
+            format!("the source connects with TLS, but there is no trust store: {e}")
+        })?;
+    }
+    Ok(trust)
 }
 
 /// The environment variable with registry credentials (`USER:PASS`), read when
@@ -111,6 +169,7 @@ struct Config {
     source: SourceCfg,
     http_timeout: u64,
     registry_auth: Option<oci::Credentials>,
+    ca_file: Option<PathBuf>,
     tag: Option<String>,
     devnode: PathBuf,
     stats_file: Option<PathBuf>,
@@ -128,8 +187,8 @@ struct Config {
     prefetch: prefetch::Plan,
 }
 
-const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http://HOST[:PORT][/PREFIX] | --source oci://HOST[:PORT]/REPO} \
-[--http-timeout SECS] [--registry-auth USER:PASS] [--tag NAME] \
+const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http[s]://HOST[:PORT][/PREFIX] | --source oci[s]://HOST[:PORT]/REPO} \
+[--http-timeout SECS] [--registry-auth USER:PASS] [--ca-file PEM] [--tag NAME] \
 [--devnode PATH] [--stats-file PATH] [--pid-file PATH] [--log-level error|warn|info|debug] \
 [--window BYTES] [--threads N] [--per-blob N] [--fault KIND[:BLOB]]... \
 [--source-delay-ms N[:BLOB]]... [--supervise [--worker-pid-file PATH]] [--fd-store SOCKET] \
@@ -137,8 +196,8 @@ const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --
 [--prefetch-bandwidth BYTES_PER_SEC[K|M|G]]
        erofs-ondemandd stats --socket PATH
        erofs-ondemandd hold --socket SOCKET [--pid-file PATH] [--log-level LEVEL]
-       erofs-ondemandd fetch --source {DIR | http://... | oci://...} KEY [--out FILE] [--offset N --length N] \
-[--http-timeout SECS] [--registry-auth USER:PASS] [--log-level LEVEL]
+       erofs-ondemandd fetch --source {DIR | http[s]://... | oci[s]://...} KEY [--out FILE] [--offset N --length N] \
+[--http-timeout SECS] [--registry-auth USER:PASS] [--ca-file PEM] [--log-level LEVEL]
 registry credentials may also come from $EROFS_ONDEMANDD_REGISTRY_AUTH (USER:PASS)
 fault kinds (testing only): refuse-open, read-no-data, short-write, misaligned-write, write-past, close-anon-fd, no-answer, exit-on-read";
 
@@ -175,6 +234,7 @@ struct FetchCfg {
     what: fetchcmd::What,
     http_timeout: u64,
     registry_auth: Option<oci::Credentials>,
+    ca_file: Option<PathBuf>,
     level: Level,
 }
 
@@ -186,6 +246,7 @@ fn parse_fetch<I: IntoIterator<Item = String>>(args: I) -> Result<FetchCfg, Stri
         what: fetchcmd::What::default(),
         http_timeout: 30,
         registry_auth: None,
+        ca_file: None,
         level: Level::Warn,
     };
     let mut key = None;
@@ -212,6 +273,7 @@ fn parse_fetch<I: IntoIterator<Item = String>>(args: I) -> Result<FetchCfg, Stri
             "--length" => cfg.what.length = Some(num(&val)?),
             "--http-timeout" => cfg.http_timeout = count(&k, &val, 3600)? as u64,
             "--registry-auth" => cfg.registry_auth = Some(oci::Credentials::parse(&val)?),
+            "--ca-file" => cfg.ca_file = Some(PathBuf::from(val)),
             "--log-level" => {
                 cfg.level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
             }
@@ -241,7 +303,9 @@ fn fetch_main() -> ! {
             std::process::exit(2);
         }
     };
-    let store = match cfg.source.store(cfg.http_timeout, creds.as_ref()) {
+    let store = match load_trust(cfg.ca_file.as_deref(), &cfg.source)
+        .and_then(|trust| cfg.source.store(cfg.http_timeout, creds.as_ref(), &trust))
+    {
         Ok(s) => s,
         Err(e) => {
             say!("erofs-ondemandd: {e}");
@@ -284,6 +348,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         source: SourceCfg::Dir(PathBuf::new()),
         http_timeout: 30,
         registry_auth: None,
+        ca_file: None,
         tag: None,
         devnode: PathBuf::from("/dev/cachefiles"),
         stats_file: None,
@@ -335,6 +400,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
             }
             "--http-timeout" => cfg.http_timeout = count(&key, &val, 3600)? as u64,
             "--registry-auth" => cfg.registry_auth = Some(oci::Credentials::parse(&val)?),
+            "--ca-file" => cfg.ca_file = Some(PathBuf::from(val)),
             "--tag" => {
                 if val.contains(|c: char| c.is_whitespace() || c == '\0') {
                     return Err(format!("bad --tag {val:?}: no whitespace allowed"));
@@ -382,12 +448,13 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
     let oci_used = match &cfg.source {
         SourceCfg::Oci(_) => true,
         SourceCfg::Routes(rules) => rules.iter().any(|r| {
-            matches!(&r.source, config::RuleSource::Url(u) if u.starts_with("oci://"))
+            matches!(&r.source, config::RuleSource::Url(u)
+                if u.starts_with("oci://") || u.starts_with("ocis://"))
         }),
         _ => false,
     };
     if cfg.registry_auth.is_some() && !oci_used {
-        return Err("--registry-auth is for oci:// sources only".into());
+        return Err("--registry-auth is for oci:// and ocis:// sources only".into());
     }
     Ok(Some(cfg))
 }
@@ -449,13 +516,21 @@ fn main() {
             }
         }
     }
-    if let Err(e) = run(cfg) {
+    // Before binding anything: a bad --ca-file is a usage error.
+    let trust = match load_trust(cfg.ca_file.as_deref(), &cfg.source) {
+        Ok(t) => t,
+        Err(e) => {
+            say!("erofs-ondemandd: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cfg, trust) {
         log!(Level::Error, "{e}");
         std::process::exit(1);
     }
 }
 
-fn run(cfg: Config) -> Result<(), String> {
+fn run(cfg: Config, trust: tls::Trust) -> Result<(), String> {
     if let SourceCfg::Dir(d) = &cfg.source {
         if !d.is_dir() {
             return Err(format!("--blob-dir {}: not a directory", d.display()));
@@ -495,12 +570,12 @@ fn run(cfg: Config) -> Result<(), String> {
     }
     let dev = Arc::new(dev);
     if !cfg.supervise {
-        worker(&cfg, dev, sigfd, first)
+        worker(&cfg, &trust, dev, sigfd, first)
     }
     let code = supervise::run(&sigfd, first, &|restarts| {
         // In the forked worker: its own signalfd (the mask is inherited).
         match signals::SignalFd::termination() {
-            Ok(fd) => worker(&cfg, Arc::clone(&dev), fd, restarts),
+            Ok(fd) => worker(&cfg, &trust, Arc::clone(&dev), fd, restarts),
             Err(e) => {
                 log!(Level::Error, "signalfd: {e}");
                 std::process::exit(1)
@@ -516,8 +591,14 @@ fn run(cfg: Config) -> Result<(), String> {
 /// Serves requests on the bound `dev` until a signal or a devnode failure, then exits. With
 /// `restarts` > 0 it is a supervised worker started after a crash: it first writes `restore`
 /// so the requests its predecessor had taken are sent again.
-fn worker(cfg: &Config, dev: Arc<Devnode>, sigfd: signals::SignalFd, restarts: u64) -> ! {
-    if let Err(e) = serve_worker(cfg, dev, sigfd, restarts) {
+fn worker(
+    cfg: &Config,
+    trust: &tls::Trust,
+    dev: Arc<Devnode>,
+    sigfd: signals::SignalFd,
+    restarts: u64,
+) -> ! {
+    if let Err(e) = serve_worker(cfg, trust, dev, sigfd, restarts) {
         log!(Level::Error, "{e}");
         std::process::exit(1)
     }
@@ -526,6 +607,7 @@ fn worker(cfg: &Config, dev: Arc<Devnode>, sigfd: signals::SignalFd, restarts: u
 
 fn serve_worker(
     cfg: &Config,
+    trust: &tls::Trust,
     dev: Arc<Devnode>,
     sigfd: signals::SignalFd,
     restarts: u64,
@@ -568,7 +650,15 @@ fn serve_worker(
     }
     let store = cfg
         .source
-        .store(cfg.http_timeout, cfg.registry_auth.as_ref())?;
+        .store(cfg.http_timeout, cfg.registry_auth.as_ref(), trust)?;
+    if cfg.source.uses_network() {
+        if let Err(e) = trust.check() {
+            log!(
+                Level::Info,
+                "no TLS trust store: https:// URLs (redirects, token realms) will fail: {e}"
+            );
+        }
+    }
     log!(
         Level::Info,
         "serving {} with {} threads",
@@ -768,6 +858,34 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.source, SourceCfg::Dir(PathBuf::from("/srv/b")));
+        // TLS sources, --ca-file
+        let c = parse_args(args(
+            "--cache-dir /c --source https://127.0.0.1:8443/b --ca-file /etc/ca.pem",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceCfg::Http(http::Url::parse("https://127.0.0.1:8443/b").unwrap())
+        );
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(c.source.needs_global_trust() && c.source.uses_network());
+        let c = parse_args(args(
+            "--cache-dir /c --source ocis://registry.example/erofs/test --registry-auth u:p",
+        ))
+        .unwrap()
+        .unwrap();
+        let SourceCfg::Oci(u) = &c.source else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(u.to_string(), "ocis://registry.example/erofs/test");
+        assert!(c.source.needs_global_trust());
+        let c = parse_args(args("--cache-dir /c --source oci://r:5000/x"))
+            .unwrap()
+            .unwrap();
+        assert!(!c.source.needs_global_trust() && c.source.uses_network());
+        let f = parse_fetch(args("--source https://h/b k --ca-file=/ca.pem")).unwrap();
+        assert_eq!(f.ca_file, Some(PathBuf::from("/ca.pem")));
         for bad in [
             "--blob-dir /b",
             "--cache-dir /c",
@@ -780,8 +898,9 @@ mod tests {
             "--cache-dir /c --blob-dir /b --fault no-answer --fault short-write:blob1",
             "--cache-dir /c --blob-dir /b --threads 0",
             "--cache-dir /c --blob-dir /b --source http://h/",
-            "--cache-dir /c --source https://h/",
-            "--cache-dir /c --source ocis://h/r",
+            "--cache-dir /c --source https://h:0/",
+            "--cache-dir /c --source ocis://h",
+            "--cache-dir /c --source https://h/ --registry-auth u:p",
             "--cache-dir /c --source oci://h",
             "--cache-dir /c --source oci://h/UPPER",
             "--cache-dir /c --source oci://h/r --registry-auth nocolon",
@@ -792,6 +911,57 @@ mod tests {
         ] {
             assert!(parse_args(args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn trust_stores() {
+        let d = blobs::tests::TempDir::new("maintrust");
+        let ca = tls::tests::Ca::new("main CA");
+        let pem = ca.write(&d.0, "ca.pem");
+        let dir = SourceCfg::Dir("/b".into());
+        let https = SourceCfg::parse("https://127.0.0.1:8443/b").unwrap();
+        // no network source: nothing loaded; a given --ca-file is loaded all the same
+        assert!(load_trust(None, &dir).unwrap().check().is_err());
+        let missing = d.0.join("missing.pem");
+        let e = load_trust(Some(&missing), &dir).unwrap_err();
+        assert!(
+            e.starts_with(&format!("--ca-file {}: ", missing.display())),
+            "{e}"
+        );
+        let t = load_trust(Some(&pem), &https).unwrap();
+        assert!(t.describe().contains("1 CA certificate from"));
+        // without --ca-file: the system bundle, which a TLS source needs
+        match load_trust(None, &https) {
+            Ok(t) => assert!(t.describe().contains(tls::SYSTEM_BUNDLE)),
+            Err(e) => assert!(e.contains("there is no trust store"), "{e}"),
+        }
+        // a [[source]] table's own ca_file is loaded for its store
+        std::fs::create_dir(d.0.join("b")).unwrap();
+        let f = d.0.join("c.toml");
+        std::fs::write(
+            &f,
+            "cache_dir = \"/c\"\n[[source]]\nblobs = [\"meta\"]\ndir = \"b\"\n\
+             [[source]]\nurl = \"https://127.0.0.1:9/b\"\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let c = parse_args(args(&format!("--config {}", f.display())))
+            .unwrap()
+            .unwrap();
+        assert!(!c.source.needs_global_trust(), "it has its own ca_file");
+        let store = c
+            .source
+            .store(5, None, &tls::Trust::unavailable("none"))
+            .unwrap();
+        let desc = store.describe();
+        assert!(
+            desc.contains("(TLS, trusting 1 CA certificate from"),
+            "{desc}"
+        );
+        std::fs::remove_file(&pem).unwrap();
+        assert!(c
+            .source
+            .store(5, None, &tls::Trust::unavailable("none"))
+            .is_err_and(|e| e.contains("ca_file")));
     }
 
     #[test]
@@ -835,7 +1005,7 @@ mod tests {
         // errors name the file and line
         std::fs::write(&f, "threads = 2\nbogus = 1\n").unwrap();
         let e = parse_args(args(&fa)).unwrap_err();
-        assert_eq!(e, format!("{}:2: bogus: unknown key (known here: cache_dir, window, threads, per_blob, http_timeout, tag, devnode, stats_file, stats_socket, pid_file, log_level, fd_store, source, prefetch)", f.display()));
+        assert_eq!(e, format!("{}:2: bogus: unknown key (known here: cache_dir, window, threads, per_blob, http_timeout, tag, devnode, stats_file, stats_socket, pid_file, log_level, fd_store, ca_file, source, prefetch)", f.display()));
         for bad in [
             "--cache-dir /c --blob-dir /b --prefetch a/b",
             "--cache-dir /c --blob-dir /b --prefetch-bandwidth fast",

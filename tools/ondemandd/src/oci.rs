@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `--source oci://HOST[:PORT]/REPO[/SUBREPO...]`: blobs of an OCI distribution registry
-//! (Docker registry HTTP API v2), over plain HTTP (no TLS: `ocis://` and `https://` are
-//! refused).
+//! (Docker registry HTTP API v2), over plain HTTP; `ocis://` is the same over TLS (HTTPS, port
+//! 443 by default; the server verified against the trust store, `crate::tls::Trust`).
 //!
 //! A cookie key names a blob by digest: `sha256:<64 hex>` or the bare 64 hex digits
 //! (nydus-style blob id) both mean `/v2/<REPO>/blobs/sha256:<hex>`. Any other key fails its
 //! OPEN with ENOENT. OPEN asks for the size with `HEAD`; fetches are Range `GET`s. Both follow
-//! redirects (301/302/303/307/308, at most [`MAX_REDIRECTS`]) to other `http://` hosts, as
-//! registries do to their storage, without sending the registry's credentials there.
+//! redirects (301/302/303/307/308, at most [`MAX_REDIRECTS`]) to other `http://` or `https://`
+//! hosts, as registries do to their storage, without sending the registry's credentials there.
+//! A redirect from `https` to plain `http` is refused, and so is a plain `http` token realm of
+//! an `ocis://` registry: nothing fetched over TLS leads to cleartext.
 //!
 //! Authentication: a `401` with `WWW-Authenticate: Bearer realm=...,service=...,scope=...`
 //! makes us get a token from the realm (`GET realm?service=..&scope=..`, with HTTP Basic
@@ -21,6 +23,7 @@ use crate::http::{
     check_bounds, invalid, percent_encode, read_range_body, split_http_url, status_error, Conn,
     Endpoint, Head, Pool, Req,
 };
+use crate::tls::Trust;
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -31,7 +34,7 @@ pub const MAX_REDIRECTS: usize = 5;
 /// Largest token response accepted.
 const MAX_TOKEN_BODY: usize = 1 << 20;
 
-/// A parsed `oci://` source URL.
+/// A parsed `oci://` or `ocis://` (TLS) source URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciUrl {
     pub ep: Endpoint,
@@ -42,18 +45,18 @@ pub struct OciUrl {
 impl OciUrl {
     pub fn parse(s: &str) -> Result<OciUrl, String> {
         let bad = |why: &str| format!("bad --source {s:?}: {why}");
-        if s.starts_with("ocis://") || s.starts_with("https://") {
-            return Err(bad(
-                "TLS is not implemented: only plain-http registries (oci://HOST[:PORT]/REPO)",
-            ));
-        }
-        let rest = s
-            .strip_prefix("oci://")
-            .ok_or_else(|| bad("expected oci://HOST[:PORT]/REPO[/SUBREPO...]"))?;
+        let (rest, tls) =
+            match (s.strip_prefix("oci://"), s.strip_prefix("ocis://")) {
+                (Some(r), _) => (r, false),
+                (_, Some(r)) => (r, true),
+                _ => return Err(bad(
+                    "expected oci://HOST[:PORT]/REPO[/SUBREPO...] (plain HTTP) or ocis://... (TLS)",
+                )),
+            };
         let (authority, repo) = rest
             .split_once('/')
-            .ok_or_else(|| bad("no repository (oci://HOST[:PORT]/REPO)"))?;
-        let ep = Endpoint::parse(authority).map_err(|e| bad(&e))?;
+            .ok_or_else(|| bad("no repository (oci[s]://HOST[:PORT]/REPO)"))?;
+        let ep = Endpoint::parse(authority, tls).map_err(|e| bad(&e))?;
         let repo = repo.trim_end_matches('/');
         // The distribution spec's repository name: lowercase components of [a-z0-9] separated
         // by '.', '_', '__' or '-'s, joined by '/'.
@@ -83,7 +86,8 @@ impl OciUrl {
 
 impl std::fmt::Display for OciUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "oci://{}/{}", self.ep, self.repo)
+        let scheme = if self.ep.tls { "ocis" } else { "oci" };
+        write!(f, "{scheme}://{}/{}", self.ep, self.repo)
     }
 }
 
@@ -278,21 +282,39 @@ fn is_redirect(s: u16) -> bool {
     matches!(s, 301 | 302 | 303 | 307 | 308)
 }
 
-/// Where a `Location` points, from a request to `ep`: absolute `http://` or origin-relative.
+/// Where a `Location` points, from a request to `ep`: absolute `http://` or `https://`, or
+/// origin-relative. A redirect from `https` to plain `http` is refused.
 fn resolve_location(ep: &Endpoint, loc: &str) -> io::Result<(Endpoint, String)> {
     if loc.starts_with('/') && !loc.starts_with("//") {
         return Ok((ep.clone(), loc.to_string()));
     }
-    split_http_url(loc).map_err(|e| invalid(format!("redirect to {e}")))
+    let (to, target) = split_http_url(loc).map_err(|e| invalid(format!("redirect to {e}")))?;
+    if ep.tls && !to.tls {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing a redirect from {} to plain http ({loc:?})",
+                ep.origin()
+            ),
+        ));
+    }
+    Ok((to, target))
 }
 
 impl Registry {
-    pub fn new(url: OciUrl, creds: Option<Credentials>, timeout: Duration) -> Registry {
+    /// `https` servers (the registry, redirect targets, token realms) are verified against
+    /// `trust`.
+    pub fn new(
+        url: OciUrl,
+        creds: Option<Credentials>,
+        timeout: Duration,
+        trust: Trust,
+    ) -> Registry {
         Registry {
             url,
             creds,
             auth: Mutex::new(HashMap::new()),
-            pool: Pool::new(timeout),
+            pool: Pool::new(timeout, trust),
         }
     }
 
@@ -404,6 +426,12 @@ impl Registry {
     fn token(&self, realm: &str, service: Option<&str>, scope: &str) -> io::Result<String> {
         let (mut ep, mut target) =
             split_http_url(realm).map_err(|e| invalid(format!("token realm {e}")))?;
+        if self.url.ep.tls && !ep.tls {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("refusing the plain http token realm {realm:?} of a TLS registry"),
+            ));
+        }
         target.push(if target.contains('?') { '&' } else { '?' });
         if let Some(s) = service {
             target.push_str(&format!("service={}&", percent_encode(s.as_bytes())));
@@ -453,12 +481,17 @@ impl Registry {
     }
 }
 
-/// `--source oci://...`.
+/// `--source oci://...` or `ocis://...`.
 pub struct OciStore(Arc<Registry>);
 
 impl OciStore {
-    pub fn new(url: OciUrl, creds: Option<Credentials>, timeout: Duration) -> OciStore {
-        OciStore(Arc::new(Registry::new(url, creds, timeout)))
+    pub fn new(
+        url: OciUrl,
+        creds: Option<Credentials>,
+        timeout: Duration,
+        trust: Trust,
+    ) -> OciStore {
+        OciStore(Arc::new(Registry::new(url, creds, timeout, trust)))
     }
 }
 
@@ -499,8 +532,13 @@ impl BlobStore for OciStore {
 
     fn describe(&self) -> String {
         format!(
-            "blobs from registry {}{}",
+            "blobs from registry {}{}{}",
             self.0.url,
+            if self.0.url.ep.tls {
+                format!(" (TLS, {})", self.0.pool.trust().describe())
+            } else {
+                String::new()
+            },
             if self.0.creds.is_some() {
                 " (with credentials)"
             } else {
@@ -630,6 +668,7 @@ mod tests {
             OciUrl::parse(&format!("oci://127.0.0.1:{port}/erofs/test")).unwrap(),
             creds.map(|c| Credentials::parse(c).unwrap()),
             Duration::from_secs(5),
+            Trust::default(),
         )
     }
 
@@ -667,13 +706,18 @@ mod tests {
             "oci://h:0/r",
             "oci://u:p@h/r",
             "http://h/r",
+            "https://h/r",
+            "ocis://h",
+            "ocis://u:p@h/r",
         ] {
             assert!(OciUrl::parse(bad).is_err(), "{bad}");
         }
-        for tls in ["ocis://h/r", "https://h/r"] {
-            let e = OciUrl::parse(tls).unwrap_err();
-            assert!(e.contains("TLS is not implemented"), "{e}");
-        }
+        let u = OciUrl::parse("ocis://registry.example/erofs/test").unwrap();
+        assert_eq!((u.ep.port, u.ep.tls), (443, true));
+        assert_eq!(u.to_string(), "ocis://registry.example/erofs/test");
+        let u = OciUrl::parse("ocis://127.0.0.1:5443/r").unwrap();
+        assert_eq!(u.to_string(), "ocis://127.0.0.1:5443/r");
+        assert!(!OciUrl::parse("oci://h:443/r").unwrap().ep.tls);
         let c = Credentials::parse("user:pa:ss").unwrap();
         assert_eq!(
             c.basic(),
@@ -686,12 +730,35 @@ mod tests {
         }
         assert_eq!(
             split_http_url("http://auth:81/token?x=1").unwrap(),
-            (Endpoint::parse("auth:81").unwrap(), "/token?x=1".into())
+            (
+                Endpoint::parse("auth:81", false).unwrap(),
+                "/token?x=1".into()
+            )
         );
         assert_eq!(split_http_url("http://h").unwrap().1, "/");
         assert_eq!(split_http_url("http://h?a").unwrap().1, "/?a");
-        assert!(split_http_url("https://h/").unwrap_err().contains("no TLS"));
+        assert_eq!(
+            split_http_url("https://auth.example/token").unwrap(),
+            (
+                Endpoint::parse("auth.example:443", true).unwrap(),
+                "/token".into()
+            )
+        );
         assert!(split_http_url("ftp://h/").is_err());
+        let tls = Endpoint::parse("reg:5443", true).unwrap();
+        let plain = Endpoint::parse("reg:5000", false).unwrap();
+        assert_eq!(
+            resolve_location(&plain, "https://s3.example/b?x").unwrap(),
+            (Endpoint::parse("s3.example", true).unwrap(), "/b?x".into())
+        );
+        assert_eq!(resolve_location(&tls, "/v2/x").unwrap().0, tls);
+        let e = resolve_location(&tls, "http://s3.example/b").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(
+            e.to_string()
+                .contains("refusing a redirect from https://reg:5443 to plain http"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -960,17 +1027,18 @@ mod tests {
             "HEAD and two GETs, two hops each"
         );
 
-        // a redirect loop is cut off; a redirect to https is refused
+        // a redirect loop is cut off; a redirect to https is followed (here without a trust
+        // store: it fails saying so; tests::tls has the real thing)
         let looping = serve(Arc::new(|_: &str| {
             b"HTTP/1.1 301 Moved\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n".to_vec()
         }));
         let e = store(looping, None).open(hx.as_bytes()).err().unwrap();
         assert!(e.to_string().contains("redirects"), "{e}");
-        let tls = serve(Arc::new(|_: &str| {
-            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://s3.example/b\r\nContent-Length: 0\r\n\r\n".to_vec()
+        let tls = serve(Arc::new(move |_: &str| {
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: https://127.0.0.1:{storage}/b\r\nContent-Length: 0\r\n\r\n").into_bytes()
         }));
         let e = store(tls, None).open(hx.as_bytes()).err().unwrap();
-        assert!(e.to_string().contains("https is not supported"), "{e}");
+        assert!(e.to_string().contains("no trust store"), "{e}");
         let no_loc = serve(Arc::new(|_: &str| {
             b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n".to_vec()
         }));
@@ -1001,5 +1069,166 @@ mod tests {
         .unwrap_err();
         assert!(DigestMismatch::of(&e).is_some(), "{e}");
         assert_eq!(f.metadata().unwrap().len(), 0, "nothing written");
+    }
+
+    fn tls_store(url: &str, creds: Option<&str>, trust: Trust) -> OciStore {
+        OciStore::new(
+            OciUrl::parse(url).unwrap(),
+            creds.map(|c| Credentials::parse(c).unwrap()),
+            Duration::from_secs(5),
+            trust,
+        )
+    }
+
+    #[test]
+    fn ocis_registry_with_a_tls_token_realm_and_tls_storage() {
+        use crate::tls::tests::{tls_server, Ca};
+        let (data, hx) = blob();
+        let ca = Ca::new("registry CA");
+        let cert = || ca.server_cert(&["127.0.0.1", "localhost"]);
+        // the token server, over TLS, wanting Basic credentials
+        let basic = Credentials::parse("alice:s3cret").unwrap().basic();
+        let (auth, _) = tls_server(
+            cert(),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization") != Some(basic.as_str()) {
+                    return b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec();
+                }
+                let body = r#"{"token":"tls-tok"}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }),
+        );
+        // the storage, over TLS on another port (by name): no credentials accepted
+        let d2 = data.clone();
+        let (storage, storage_conns) = tls_server(
+            cert(),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization").is_some() || !req.contains(" /s/blob?sig=1 ") {
+                    return b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec();
+                }
+                blob_response(req, &d2)
+            }),
+        );
+        // the registry: Bearer challenge, then HEAD answered, GETs redirected to the storage
+        let (reg, reg_conns) = tls_server(
+            cert(),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization") != Some("Bearer tls-tok") {
+                    return format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"https://127.0.0.1:{auth}/token\",service=\"r\"\r\nContent-Length: 0\r\n\r\n"
+                    )
+                    .into_bytes();
+                }
+                if req.starts_with("HEAD ") {
+                    return b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n".to_vec();
+                }
+                format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: https://localhost:{storage}/s/blob?sig=1\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            }),
+        );
+        let url = format!("ocis://127.0.0.1:{reg}/erofs/test");
+        let s = tls_store(&url, Some("alice:s3cret"), ca.trust());
+        assert_eq!(read_all(&s, &hx).unwrap(), data);
+        let d = s.describe();
+        assert!(
+            d.contains(&format!("registry {url} (TLS, trusting the test CA)")),
+            "{d}"
+        );
+        assert_eq!(
+            s.open(hx.as_bytes()).unwrap().location(),
+            format!("{url}@sha256:{hx}")
+        );
+        // kept alive: one connection to the registry, one to the storage
+        assert_eq!(reg_conns.load(Ordering::SeqCst), 1);
+        assert_eq!(storage_conns.load(Ordering::SeqCst), 1);
+
+        // a registry whose CA is not trusted: refused at the first request
+        let e = tls_store(&url, Some("alice:s3cret"), Ca::new("other").trust())
+            .open(hx.as_bytes())
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("certificate verification failed: UnknownIssuer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plain_registry_redirects_to_https_storage() {
+        use crate::tls::tests::{tls_server, Ca};
+        let (data, hx) = blob();
+        let ca = Ca::new("storage CA");
+        let d2 = data.clone();
+        let (storage, _) = tls_server(
+            ca.server_cert(&["localhost"]),
+            Arc::new(move |req: &str| {
+                if header(req, "Authorization").is_some() {
+                    return b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec();
+                }
+                blob_response(req, &d2)
+            }),
+        );
+        let basic = Credentials::parse("u:p").unwrap().basic();
+        let reg = serve(Arc::new(move |req: &str| {
+            if header(req, "Authorization") != Some(basic.as_str()) {
+                return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=r\r\nContent-Length: 0\r\n\r\n".to_vec();
+            }
+            format!("HTTP/1.1 302 Found\r\nLocation: https://localhost:{storage}/b\r\nContent-Length: 0\r\n\r\n").into_bytes()
+        }));
+        let url = format!("oci://127.0.0.1:{reg}/erofs/test");
+        let s = tls_store(&url, Some("u:p"), ca.trust());
+        assert_eq!(read_all(&s, &hx).unwrap(), data);
+        assert!(
+            !s.describe().contains("TLS"),
+            "the registry itself is plain"
+        );
+
+        // the storage's certificate is not trusted: the fetch fails, saying why
+        let s = tls_store(&url, Some("u:p"), Ca::new("other").trust());
+        let e = s.open(hx.as_bytes()).err().unwrap();
+        assert!(
+            e.to_string().contains(&format!(
+                "TLS handshake with localhost:{storage}: certificate verification failed"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_never_leads_to_cleartext() {
+        use crate::tls::tests::{tls_server, Ca};
+        let (data, hx) = blob();
+        let ca = Ca::new("CA");
+        let d2 = data.clone();
+        let plain = serve(Arc::new(move |req: &str| blob_response(req, &d2)));
+        // a TLS registry redirecting to plain http: refused
+        let (reg, _) = tls_server(
+            ca.server_cert(&["127.0.0.1"]),
+            Arc::new(move |_: &str| {
+                format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{plain}/b\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            }),
+        );
+        let s = tls_store(&format!("ocis://127.0.0.1:{reg}/r"), None, ca.trust());
+        let e = s.open(hx.as_bytes()).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("to plain http"), "{e}");
+        // a TLS registry with a plain http token realm: refused before any credential is sent
+        let (reg, _) = tls_server(
+            ca.server_cert(&["127.0.0.1"]),
+            Arc::new(move |_: &str| {
+                format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{plain}/token\"\r\nContent-Length: 0\r\n\r\n").into_bytes()
+            }),
+        );
+        let s = tls_store(
+            &format!("ocis://127.0.0.1:{reg}/r"),
+            Some("u:p"),
+            ca.trust(),
+        );
+        let e = s.open(hx.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("plain http token realm"), "{e}");
     }
 }

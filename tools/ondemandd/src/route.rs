@@ -70,6 +70,7 @@ mod tests {
             volume: volume.map(String::from),
             blobs: blobs.map(|b| b.iter().map(|s| s.to_string()).collect()),
             source: RuleSource::Dir("/".into()),
+            ca_file: None,
             at: "c.toml:1".into(),
         }
     }
