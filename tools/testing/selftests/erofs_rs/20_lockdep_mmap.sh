@@ -11,6 +11,11 @@
 #   mmap_lock -> invalidate_lock: a page fault on a mapped, uncached erofs_rs file.
 # The data read both ways must equal the source, and the kernel must log no lockdep report
 # (run_tests.sh and tools/vm/run fail on one). Skipped on a kernel without lockdep.
+# Limit: with the lockdep exemption removed from the module, this test did NOT reproduce the
+# report (checked 2026-12-02), so it is a lock-order smoke test for mmap faults and reads, not
+# yet a proven regression test; 13_stress is what found the cycle. The report 13_stress saw went
+# through the per-VMA lock (mmap_lock -> vm_lock -> invalidate_lock), which faults take instead
+# of mmap_lock: the edge this test probably still lacks.
 . "$(dirname "$0")/lib.sh"
 setup_work
 [ -r /proc/lockdep_stats ] || skip "the kernel has no lockdep (CONFIG_PROVE_LOCKING)"
