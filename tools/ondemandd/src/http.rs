@@ -1229,18 +1229,10 @@ HTTP/1.0 200 OK\r\n\r\nto the end",
         // (as servers do with idle connections): reading a response head finds it closed,
         // which the pool takes as stale (retried), not as a failure.
         use crate::tls::tests::Ca;
-        use rustls::{ServerConfig, ServerConnection};
+        use rustls::ServerConnection;
         let ca = Ca::new("test CA");
         let (chain, key) = ca.server_cert(&["127.0.0.1"]);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = Arc::new(
-            ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap(),
-        );
+        let config = crate::tls::tests::server_config(chain, key);
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let t = std::thread::spawn(move || {

@@ -578,7 +578,7 @@ impl BlobRead for OciBlob {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::digest::{hex, sha256};
     use std::io::{Read, Write};
@@ -596,33 +596,36 @@ mod tests {
             for s in l.incoming() {
                 let Ok(mut s) = s else { return };
                 let h = Arc::clone(&h);
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let req = String::from_utf8_lossy(&buf[..i]).into_owned();
-                            buf.drain(..i + 4);
-                            let mut resp = h(&req);
-                            if req.starts_with("HEAD ") {
-                                // responses to HEAD have no body, whatever they say
-                                if let Some(i) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
-                                    resp.truncate(i + 4);
-                                }
-                            }
-                            if s.write_all(&resp).is_err() {
-                                return;
-                            }
-                        }
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                });
+                std::thread::spawn(move || answer(&mut s, &*h));
             }
         });
         port
+    }
+
+    /// Answers every request on one connection (plain or TLS) with `h(request head)` until the
+    /// peer closes it; responses to HEAD lose their body, whatever they say.
+    pub(crate) fn answer(s: &mut (impl Read + Write), h: &(dyn Fn(&str) -> Vec<u8> + Send + Sync)) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let req = String::from_utf8_lossy(&buf[..i]).into_owned();
+                buf.drain(..i + 4);
+                let mut resp = h(&req);
+                if req.starts_with("HEAD ") {
+                    if let Some(i) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+                        resp.truncate(i + 4);
+                    }
+                }
+                if s.write_all(&resp).and_then(|_| s.flush()).is_err() {
+                    return;
+                }
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
     }
 
     fn header<'a>(req: &'a str, name: &str) -> Option<&'a str> {

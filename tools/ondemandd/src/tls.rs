@@ -268,6 +268,22 @@ pub mod tests {
     /// Answers a request (its head) with a whole response.
     pub type Handler = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
 
+    /// A TLS server configuration presenting `chain` with `key`.
+    pub fn server_config(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Arc<ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        )
+    }
+
     /// A TLS server on 127.0.0.1 with `cert` answering every request of every connection with
     /// `h(request head)` (one thread per connection, HEAD bodies cut). Returns its port and the
     /// count of TLS connections it accepted (handshake done).
@@ -275,15 +291,7 @@ pub mod tests {
         cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
         h: Handler,
     ) -> (u16, Arc<AtomicUsize>) {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = Arc::new(
-            ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(cert.0, cert.1)
-                .unwrap(),
-        );
+        let config = server_config(cert.0, cert.1);
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let conns = Arc::new(AtomicUsize::new(0));
@@ -300,28 +308,7 @@ pub mod tests {
                         }
                     }
                     n.fetch_add(1, Ordering::SeqCst);
-                    let mut s = StreamOwned::new(conn, tcp);
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let req = String::from_utf8_lossy(&buf[..i]).into_owned();
-                            buf.drain(..i + 4);
-                            let mut resp = h(&req);
-                            if req.starts_with("HEAD ") {
-                                if let Some(i) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
-                                    resp.truncate(i + 4);
-                                }
-                            }
-                            if s.write_all(&resp).and_then(|_| s.flush()).is_err() {
-                                return;
-                            }
-                        }
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
+                    crate::oci::tests::answer(&mut StreamOwned::new(conn, tcp), &*h);
                 });
             }
         });
