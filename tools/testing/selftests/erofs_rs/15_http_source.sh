@@ -33,16 +33,6 @@ URL="http://127.0.0.1:$(cat "$W/port")/blobs"
 log "range server at $URL"
 start_daemon "" --source "$URL" --http-timeout 10
 
-# read_file PATH: "correct data", "WRONG DATA", "HUNG ..." or the reader's error text
-read_file() {
-  local err rc
-  err=$(timeout 30 cat "$1" 2>&1 >"$W/read.out"); rc=$?
-  if [ $rc = 124 ]; then echo "HUNG (killed after 30 s)"
-  elif [ $rc != 0 ]; then echo "${err##*: }"
-  elif cmp -s "$W/read.out" "$W/tree/$2"; then echo "correct data"
-  else echo "WRONG DATA"; fi
-}
-
 # 1. The whole tree through both filesystems.
 t0=$(now_ms)
 mount_fs erofs_rs fsid=meta_rs,device=blob1 "$W/rs" || { cat "$W/daemon.log"; die "mount -t erofs_rs over HTTP failed"; }

@@ -112,16 +112,6 @@ check "fetch with a missing --ca-file: usage error (exit 2)" test "$rc" = 2
 check "fetch with a missing --ca-file: names the file" grep -q "ca-file $W/nonexistent.pem: No such file" "$W/fetch.noca"
 grep -q "TLS-ERROR" "$W/https.log" && log "the server saw the refused handshakes: $(grep -m1 TLS-ERROR "$W/https.log")"
 
-# read_file PATH NAME: "correct data", "WRONG DATA", "HUNG ..." or the reader's error text
-read_file() {
-  local err rc
-  err=$(timeout 30 cat "$1" 2>&1 >"$W/read.out"); rc=$?
-  if [ $rc = 124 ]; then echo "HUNG (killed after 30 s)"
-  elif [ $rc != 0 ]; then echo "${err##*: }"
-  elif cmp -s "$W/read.out" "$W/tree/$2"; then echo "correct data"
-  else echo "WRONG DATA"; fi
-}
-
 # 1. The whole tree over https through both filesystems.
 mark=$(grep -c . "$W/https.log")
 since_mark() { tail -n "+$(( mark + 1 ))" "$W/https.log"; }

@@ -134,6 +134,16 @@ alive() {
   [ "$state" != Z ]
 }
 
+# read_file PATH NAME: reads PATH (a mount's copy of $W/tree/NAME) within 30 s: "correct data", "WRONG DATA", "HUNG ..." or the reader's error text
+read_file() {
+  local err rc
+  err=$(timeout 30 cat "$1" 2>&1 >"$W/read.out"); rc=$?
+  if [ $rc = 124 ]; then echo "HUNG (killed after 30 s)"
+  elif [ $rc != 0 ]; then echo "${err##*: }"
+  elif cmp -s "$W/read.out" "$W/tree/$2"; then echo "correct data"
+  else echo "WRONG DATA"; fi
+}
+
 # stat_value KEY: a counter from the daemon's stats file.
 stat_value() { awk -v k="$1" '$1 == k { print $2 }' "$W/stats" 2>/dev/null; }
 
