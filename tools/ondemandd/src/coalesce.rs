@@ -153,6 +153,34 @@ impl<R> Coalescer<R> {
         Added { new, joined }
     }
 
+    /// A fetch of `[start, end)` of object `obj` that no READ asked for (a prefetch piece),
+    /// registered so that READs of that range arriving while it runs wait for it instead of
+    /// fetching it again. None (nothing registered) if a fetch in flight overlaps the range:
+    /// the caller should try again once that one is done. Report it with [`Coalescer::done`].
+    pub fn begin(&mut self, obj: u64, start: u64, end: u64) -> Option<u64> {
+        let busy = self.by_obj.get(&obj).is_some_and(|ids| {
+            ids.iter()
+                .filter_map(|id| self.fetches.get(id))
+                .any(|f| f.start < end && start < f.end)
+        });
+        if busy {
+            return None;
+        }
+        let id = self.next_fetch;
+        self.next_fetch += 1;
+        self.by_obj.entry(obj).or_default().push(id);
+        self.fetches.insert(
+            id,
+            Fetch {
+                obj,
+                start,
+                end,
+                waiters: Vec::new(),
+            },
+        );
+        Some(id)
+    }
+
     /// Fetch `id` finished (`ok`: its data is in the cache file). Returns the READs that no
     /// longer wait for anything, each with whether all their fetches succeeded.
     pub fn done(&mut self, id: u64, ok: bool) -> Vec<(R, bool)> {
@@ -303,6 +331,27 @@ mod tests {
         assert_eq!(c.done(2, true), vec![(2, true)]);
         assert_eq!(c.done(1, true), vec![(1, true), (3, true)]);
         assert_eq!((c.fetches(), c.waiting()), (0, 0));
+    }
+
+    #[test]
+    fn reads_join_a_fetch_begun_without_a_read() {
+        let mut c = Coalescer::default();
+        let p = c.begin(1, 0, 1 << 20).unwrap();
+        assert_eq!(c.begin(1, 4096, 8192), None, "overlaps the piece in flight");
+        // Another object, and the rest of this one, are free.
+        let q = c.begin(2, 0, 4096).unwrap();
+        assert!(c.done(q, true).is_empty());
+        // A READ inside the piece only waits for it; one across its end fetches the rest.
+        let a = c.add(1, 'a', 4096, 8192, 4 << 20, 1 << 20);
+        assert_eq!((a.new.len(), a.joined), (0, 1));
+        let b = c.add(1, 'b', (1 << 20) - 4096, (1 << 20) + 4096, 4 << 20, 0);
+        assert_eq!(b.joined, 1);
+        assert_eq!(b.new.len(), 1);
+        assert_eq!((b.new[0].start, b.new[0].end), (1 << 20, (1 << 20) + 4096));
+        assert_eq!(c.done(p, true), vec![('a', true)]);
+        assert_eq!(c.done(b.new[0].id, true), vec![('b', true)]);
+        assert_eq!((c.fetches(), c.waiting()), (0, 0));
+        assert_eq!(c.begin(1, 4096, 8192).map(|_| ()), Some(()));
     }
 
     #[test]

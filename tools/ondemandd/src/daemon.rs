@@ -342,6 +342,11 @@ impl<K: Kernel> Shared<K> {
     /// Completes READ `r` on `obj`: always, also when its data could not be fetched (the reader
     /// then gets EIO instead of waiting forever).
     fn complete(&self, obj: &Object, r: &ReadReq, ok: bool) {
+        self.complete_on(obj.fd.as_fd(), &obj.blob.location(), r, ok)
+    }
+
+    /// [`Shared::complete`] given the object's anon fd and its blob's location (for the log).
+    fn complete_on(&self, fd: BorrowedFd<'_>, loc: &str, r: &ReadReq, ok: bool) {
         let ReadReq {
             msg_id,
             object_id,
@@ -350,9 +355,9 @@ impl<K: Kernel> Shared<K> {
             t,
         } = *r;
         if !ok {
-            log!(Level::Error, "READ {msg_id} object {object_id} off {off} len {len} ({}): not fetched; completing anyway (the reader gets EIO)", obj.blob.location());
+            log!(Level::Error, "READ {msg_id} object {object_id} off {off} len {len} ({loc}): not fetched; completing anyway (the reader gets EIO)");
         }
-        let res = self.kernel.complete(obj.fd.as_fd(), msg_id);
+        let res = self.kernel.complete(fd, msg_id);
         if let Err(e) = &res {
             log!(Level::Error, "READ {msg_id}: completion ioctl failed: {e}");
         }
@@ -411,6 +416,21 @@ impl<K: Kernel> prefetch::Host for Shared<K> {
     }
     fn delay(&self, key: &[u8]) -> std::time::Duration {
         self.opts.delays.get(key)
+    }
+    fn begin(&self, serial: u64, start: u64, end: u64) -> Option<u64> {
+        lock(&self.state).co.begin(serial, start, end)
+    }
+    fn end(&self, obj: &dyn prefetch::Target, id: u64, ok: bool) {
+        let ready = lock(&self.state).co.done(id, ok);
+        let loc = obj.blob().location();
+        for (r, ok) in ready {
+            log!(
+                Level::Debug,
+                "READ {}: served by the prefetch of {loc}",
+                r.msg_id
+            );
+            self.complete_on(obj.fd(), &loc, &r, ok);
+        }
     }
     fn copied(&self, bytes: u64) {
         self.count(|s| {
@@ -1405,6 +1425,25 @@ mod tests {
         handle(&mut dm, &msg(4, proto::OP_CLOSE, 5, &[]));
         wait_for("prefetch end", 10, || dm.stats().prefetch_done == 1);
         assert!(dm.stats().prefetch_pieces < 3, "{:?}", dm.stats());
+    }
+
+    #[test]
+    fn reads_of_a_piece_being_prefetched_wait_for_it() {
+        let mut s = setup("pfjoin");
+        let mock = Arc::new(Mock::default());
+        // each piece of fsid1 (4096 bytes) takes 300 ms, demand fetches of it too
+        let mut dm = prefetch_daemon(&s, &mock, &["fsid1"], 4096, &["300:fsid1"]);
+        s.open(&mut dm, 1, 5, b"fsid1");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // the first piece is being copied: a READ inside it waits for that copy
+        dm.handle_message(&msg(2, proto::OP_READ, 5, &read_payload(0, 4096)));
+        wait_for("the READ", 10, || mock.completed().len() == 1);
+        let st = dm.stats();
+        assert_eq!((st.reads, st.fetches, st.coalesced), (1, 0, 1), "{st:?}");
+        assert_eq!(&s.cache(5)[..4096], &s.data[..4096]);
+        wait_for("prefetch", 10, || dm.stats().prefetch_done == 1);
+        assert_eq!(dm.stats().prefetch_bytes, 10_000);
+        assert_eq!(dm.in_flight(), 0);
     }
 
     #[test]

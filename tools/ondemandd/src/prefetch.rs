@@ -6,7 +6,10 @@
 //! Prefetch ranks below demand: it runs on a thread of its own (never on the fetch workers),
 //! one window-sized piece at a time; before each piece it waits while any demand READ is in
 //! flight, so a READ never waits behind more than the one piece being copied (and not even
-//! that: demand fetches run on other threads). Pieces already in the cache file (SEEK_DATA /
+//! that: demand fetches run on other threads). The piece being copied is registered with the
+//! daemon's coalescer ([`Host::begin`]): a READ of its range that arrives meanwhile waits for
+//! the copy instead of fetching the same bytes again, and a piece that overlaps a demand fetch
+//! in flight waits for that fetch. Pieces already in the cache file (SEEK_DATA /
 //! SEEK_HOLE on the anon fd) are skipped. A token bucket caps the rate (`--prefetch-bandwidth`).
 //! An object's prefetch stops at its CLOSE. Writes go through the object's anon fd with
 //! [`crate::cache::fill`], as READ's fetches do.
@@ -184,6 +187,14 @@ pub trait Host: Send + Sync {
     fn alive(&self, object_id: u32, serial: u64) -> bool;
     /// Extra latency of fetches from blob `key` (`--source-delay-ms`).
     fn delay(&self, key: &[u8]) -> Duration;
+    /// Registers the copy of `[start, end)` of open object `serial` about to start, so that
+    /// demand READs of that range wait for it rather than fetch it again. None if a demand
+    /// fetch overlapping the range is in flight (try again after it). Every `Some(id)` must be
+    /// followed by [`Host::end`].
+    fn begin(&self, serial: u64, start: u64, end: u64) -> Option<u64>;
+    /// The copy registered as `id` on `obj` is over (`ok`: its data is in the cache file):
+    /// completes the READs that waited for it alone.
+    fn end(&self, obj: &dyn Target, id: u64, ok: bool);
     /// A piece of `bytes` blob bytes was copied.
     fn copied(&self, bytes: u64);
     /// An object's prefetch is over (all pieces copied or skipped, or stopped).
@@ -354,10 +365,21 @@ impl Prefetcher {
                     continue;
                 }
             }
+            // From here on a demand READ of the piece waits for this copy (coalesced).
+            let Some(id) = host.begin(task.serial, s, e) else {
+                // A demand fetch of part of it is in flight: after it, look again.
+                task.pieces.push_front((s, e));
+                if !self.sleep(YIELD_POLL) {
+                    return;
+                }
+                continue;
+            };
             if !self.sleep(host.delay(obj.key())) {
+                host.end(obj.as_ref(), id, false);
                 return;
             }
             if !host.alive(task.object_id, task.serial) {
+                host.end(obj.as_ref(), id, false);
                 log!(
                     Level::Info,
                     "prefetch of {loc} stopped: the object was closed"
@@ -369,6 +391,7 @@ impl Prefetcher {
                 None => AlignedBuf::new(cache::CHUNK).map(|b| buf.insert(b)),
             }
             .and_then(|b| cache::fill(obj.fd(), obj.blob(), s, e, b));
+            host.end(obj.as_ref(), id, res.is_ok());
             match res {
                 Ok(n) => {
                     copied += n;
