@@ -310,8 +310,9 @@ fn acquire_devices(
             }
         };
         if key.is_empty() {
+            // A missing mount option, not corruption: EINVAL, as C's erofs_init_device.
             erofs_err!("{}: device {} has no tag and no device= option", BStr(fsid), u32::from(i) + 1);
-            return Err(efscorrupted());
+            return Err(EINVAL);
         }
         // Shared with other mounts of the domain that use the same blob, as in C.
         let cookie = volume.cookie(key, false).inspect_err(|_| {
