@@ -403,6 +403,9 @@ impl prefetch::Target for Object {
     fn key(&self) -> &[u8] {
         &self.key
     }
+    fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
 }
 
 impl<K: Kernel> prefetch::Host for Shared<K> {
@@ -432,11 +435,16 @@ impl<K: Kernel> prefetch::Host for Shared<K> {
             self.complete_on(obj.fd(), &loc, &r, ok);
         }
     }
-    fn copied(&self, bytes: u64) {
+    fn copied(&self, bytes: u64, verified: bool) {
         self.count(|s| {
             s.prefetch_bytes += bytes;
             s.prefetch_pieces += 1;
+            s.verified += u64::from(verified);
         });
+        self.write_stats();
+    }
+    fn digest_error(&self) {
+        self.count(|s| s.digest_errors += 1);
         self.write_stats();
     }
     fn finished(&self) {
@@ -1086,6 +1094,56 @@ mod tests {
         assert_eq!((s.verified, s.digest_errors), (1, 1));
         assert_eq!(s.bytes_fetched, 10_000);
         assert_eq!(s.errors, 1, "the failed READ");
+    }
+
+    #[test]
+    fn whole_blob_prefetch_is_verified_against_digest_keys() {
+        use crate::digest::{hex, sha256};
+        let d = TempDir::new("pfdigest");
+        let blobs = d.0.join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let good = format!("sha256:{}", hex(&sha256(&data)));
+        let bad = hex(&sha256(b"something else"));
+        std::fs::write(blobs.join(&good), &data).unwrap();
+        std::fs::write(blobs.join(&bad), &data).unwrap();
+        let mock = Arc::new(Mock::default());
+        let opts = Options {
+            prefetch: prefetch::Plan {
+                specs: [good.as_str(), bad.as_str()]
+                    .iter()
+                    .map(|p| prefetch::Spec::parse(p).unwrap())
+                    .collect(),
+                bandwidth: None,
+            },
+            ..options(blobs, Faults::default(), 1 << 20)
+        };
+        let mut dm = Daemon::new(opts, Arc::clone(&mock)).unwrap();
+        let mut files = Vec::new();
+        for (obj, key) in [(5u32, good.as_bytes()), (6, bad.as_bytes())] {
+            let path = d.0.join(format!("cache{obj}"));
+            let f = std::fs::File::create(&path).unwrap();
+            files.push(path);
+            handle(
+                &mut dm,
+                &msg(
+                    obj,
+                    proto::OP_OPEN,
+                    obj,
+                    &open_payload(b"erofs,x\0", key, f.into_raw_fd()),
+                ),
+            );
+        }
+        wait_for("prefetch", 10, || dm.stats().prefetch_done == 2);
+        let s = dm.stats();
+        assert_eq!((s.verified, s.digest_errors), (1, 1), "{s:?}");
+        assert_eq!(s.prefetch_bytes, 10_000, "only the good blob");
+        assert_eq!(&std::fs::read(&files[0]).unwrap()[..10_000], &data[..]);
+        assert_eq!(
+            std::fs::metadata(&files[1]).unwrap().len(),
+            0,
+            "nothing cached"
+        );
     }
 
     /// A daemon with `faults` over a blob `fsid1` (10000 bytes) and another, `other`; OPENs

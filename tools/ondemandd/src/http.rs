@@ -561,7 +561,10 @@ impl Pool {
         // Connection errors name the server (the OS error alone does not say which).
         let named = |e: io::Error| io::Error::new(e.kind(), format!("connect to {ep}: {e}"));
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for addr in (ep.host.as_str(), ep.port).to_socket_addrs().map_err(named)? {
+        for addr in (ep.host.as_str(), ep.port)
+            .to_socket_addrs()
+            .map_err(named)?
+        {
             match TcpStream::connect_timeout(&addr, self.timeout) {
                 Ok(stream) => {
                     stream.set_read_timeout(Some(self.timeout))?;

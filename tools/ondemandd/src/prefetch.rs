@@ -12,10 +12,12 @@
 //! in flight waits for that fetch. Pieces already in the cache file (SEEK_DATA /
 //! SEEK_HOLE on the anon fd) are skipped. A token bucket caps the rate (`--prefetch-bandwidth`).
 //! An object's prefetch stops at its CLOSE. Writes go through the object's anon fd with
-//! [`crate::cache::fill`], as READ's fetches do.
+//! [`crate::cache::fill_checked`], as READ's fetches do: a piece that is a whole blob whose
+//! key names its digest is checked before anything is written.
 
 use crate::blobs::BlobRead;
-use crate::cache::{self, AlignedBuf};
+use crate::cache::{self, AlignedBuf, DigestMismatch};
+use crate::digest::Digest;
 use crate::log::Level;
 use crate::proto::PAGE;
 use std::collections::VecDeque;
@@ -177,6 +179,9 @@ pub trait Target: Send + Sync {
     fn fd(&self) -> BorrowedFd<'_>;
     fn blob(&self) -> &dyn BlobRead;
     fn key(&self) -> &[u8];
+    /// The digest the blob's key names, if any: a piece that is the whole blob is checked
+    /// against it before it is written, as a whole-blob READ fetch is.
+    fn digest(&self) -> Option<&Digest>;
 }
 
 /// What the prefetch thread needs from the daemon.
@@ -195,8 +200,10 @@ pub trait Host: Send + Sync {
     /// The copy registered as `id` on `obj` is over (`ok`: its data is in the cache file):
     /// completes the READs that waited for it alone.
     fn end(&self, obj: &dyn Target, id: u64, ok: bool);
-    /// A piece of `bytes` blob bytes was copied.
-    fn copied(&self, bytes: u64);
+    /// A piece of `bytes` blob bytes was copied (`verified`: against the key's digest).
+    fn copied(&self, bytes: u64, verified: bool);
+    /// A piece that was the whole blob did not match the key's digest (nothing was written).
+    fn digest_error(&self);
     /// An object's prefetch is over (all pieces copied or skipped, or stopped).
     fn finished(&self);
 }
@@ -390,14 +397,17 @@ impl Prefetcher {
                 Some(b) => Ok(b),
                 None => AlignedBuf::new(cache::CHUNK).map(|b| buf.insert(b)),
             }
-            .and_then(|b| cache::fill(obj.fd(), obj.blob(), s, e, b));
+            .and_then(|b| cache::fill_checked(obj.fd(), obj.blob(), s, e, b, obj.digest()));
             host.end(obj.as_ref(), id, res.is_ok());
             match res {
-                Ok(n) => {
-                    copied += n;
-                    host.copied(n);
+                Ok(f) => {
+                    copied += f.bytes;
+                    host.copied(f.bytes, f.verified);
                 }
                 Err(err) => {
+                    if DigestMismatch::of(&err).is_some() {
+                        host.digest_error();
+                    }
                     log!(
                         Level::Warn,
                         "prefetch of {loc} [{s}, {e}): {err}: stopping it"
