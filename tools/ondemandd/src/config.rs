@@ -73,6 +73,7 @@ const SCALARS: &[(&str, &str, Kind)] = &[
     ("stats_socket", "--stats-socket", Kind::Path),
     ("pid_file", "--pid-file", Kind::Path),
     ("log_level", "--log-level", Kind::Str),
+    ("log_format", "--log-format", Kind::Str),
     ("fd_store", "--fd-store", Kind::Path),
     ("ca_file", "--ca-file", Kind::Path),
 ];
@@ -360,6 +361,9 @@ fn check_scalar(opt: &str, val: &str) -> Result<(), String> {
         "--log-level" => crate::log::Level::parse(val)
             .map(|_| ())
             .ok_or_else(|| format!("{val:?} is not one of error, warn, info, debug")),
+        "--log-format" => crate::log::Format::parse(val)
+            .map(|_| ())
+            .ok_or_else(|| format!("{val:?} is not one of text, json")),
         "--tag" if val.contains(|c: char| c.is_whitespace() || c == '\0') => {
             Err(format!("{val:?}: no whitespace allowed"))
         }

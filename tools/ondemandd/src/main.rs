@@ -175,6 +175,7 @@ struct Config {
     stats_file: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     level: Level,
+    log_format: log::Format,
     window: u64,
     faults: Faults,
     delays: Delays,
@@ -190,7 +191,7 @@ struct Config {
 const USAGE: &str = "usage: erofs-ondemandd --cache-dir DIR {--blob-dir DIR | --source http[s]://HOST[:PORT][/PREFIX] | --source oci[s]://HOST[:PORT]/REPO} \
 [--http-timeout SECS] [--registry-auth USER:PASS] [--ca-file PEM] [--tag NAME] \
 [--devnode PATH] [--stats-file PATH] [--pid-file PATH] [--log-level error|warn|info|debug] \
-[--window BYTES] [--threads N] [--per-blob N] [--fault KIND[:BLOB]]... \
+[--log-format text|json] [--window BYTES] [--threads N] [--per-blob N] [--fault KIND[:BLOB]]... \
 [--source-delay-ms N[:BLOB]]... [--supervise [--worker-pid-file PATH]] [--fd-store SOCKET] \
 [--foreground] [--config FILE] [--stats-socket PATH] [--prefetch BLOB[:OFF:LEN]]... \
 [--prefetch-bandwidth BYTES_PER_SEC[K|M|G]]
@@ -354,6 +355,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
         stats_file: None,
         pid_file: None,
         level: Level::Info,
+        log_format: log::Format::Text,
         window: 1 << 20,
         faults: Faults::default(),
         delays: Delays::default(),
@@ -427,6 +429,10 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Config>,
             }
             "--log-level" => {
                 cfg.level = Level::parse(&val).ok_or_else(|| format!("bad --log-level {val:?}"))?
+            }
+            "--log-format" => {
+                cfg.log_format = log::Format::parse(&val)
+                    .ok_or_else(|| format!("bad --log-format {val:?}: text or json"))?
             }
             _ => return Err(format!("unknown argument {key}")),
         }
@@ -506,6 +512,7 @@ fn main() {
         }
     };
     log::set_level(cfg.level);
+    log::set_format(cfg.log_format);
     let mut cfg = cfg;
     if matches!(cfg.source, SourceCfg::Oci(_) | SourceCfg::Routes(_)) {
         match registry_auth(cfg.registry_auth.take()) {
@@ -775,7 +782,7 @@ mod tests {
         assert!(c.delays.is_empty());
         let c = parse_args(args(
             "--cache-dir /c --blob-dir=/b --tag t1 --devnode /d --stats-file /s --pid-file /p \
-             --log-level debug --foreground --window 65536 --threads 3 --per-blob=2 \
+             --log-level debug --log-format json --foreground --window 65536 --threads 3 --per-blob=2 \
              --source-delay-ms 100:slow",
         ))
         .unwrap()
@@ -785,6 +792,7 @@ mod tests {
         assert_eq!(c.stats_file, Some(PathBuf::from("/s")));
         assert_eq!(c.pid_file, Some(PathBuf::from("/p")));
         assert_eq!((c.level, c.window), (Level::Debug, 65536));
+        assert_eq!(c.log_format, log::Format::Json);
         assert_eq!((c.threads, c.per_blob), (3, 2));
         assert_eq!(c.delays.get(b"slow").as_millis(), 100);
         assert!(c.faults.is_empty());
@@ -1005,7 +1013,7 @@ mod tests {
         // errors name the file and line
         std::fs::write(&f, "threads = 2\nbogus = 1\n").unwrap();
         let e = parse_args(args(&fa)).unwrap_err();
-        assert_eq!(e, format!("{}:2: bogus: unknown key (known here: cache_dir, window, threads, per_blob, http_timeout, tag, devnode, stats_file, stats_socket, pid_file, log_level, fd_store, ca_file, source, prefetch)", f.display()));
+        assert_eq!(e, format!("{}:2: bogus: unknown key (known here: cache_dir, window, threads, per_blob, http_timeout, tag, devnode, stats_file, stats_socket, pid_file, log_level, log_format, fd_store, ca_file, source, prefetch)", f.display()));
         for bad in [
             "--cache-dir /c --blob-dir /b --prefetch a/b",
             "--cache-dir /c --blob-dir /b --prefetch-bandwidth fast",

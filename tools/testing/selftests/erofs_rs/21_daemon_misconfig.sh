@@ -11,7 +11,8 @@
 #   an unknown blob (no file for the cookie key): the mount fails promptly, the daemon logs the
 #     key and keeps serving;
 #   an unreachable HTTP source (connection refused): the mount fails promptly, the daemon logs
-#     the URL and the error and keeps serving; a good mount afterwards works.
+#     the server and the error and keeps serving;
+#   with --log-format json, the daemon's log is one JSON record per line.
 . "$(dirname "$0")/lib.sh"
 setup_work
 load_module
@@ -84,4 +85,24 @@ check "unreachable source: the daemon logs the server and the refused connection
   grep -qF "connect to 127.0.0.1:1: Connection refused" <<<"$msg"
 check "unreachable source: the daemon still runs" alive "$DAEMON_PID"
 stop_daemon
+
+# 6. The same failure logged as JSON (--log-format json, for log collectors): one object per
+# line with time, level, pid and the message.
+: > "$W/daemon.log"
+start_daemon "$W/blobs" --log-format json
+mkdir -p "$W/m4"
+if timeout 60 mount -t erofs_rs -o fsid=no_such_blob none "$W/m4" 2>/dev/null; then
+  MOUNTS+=("$W/m4"); fail "json log: the mount of an unknown blob succeeded"
+fi
+stop_daemon
+log "json log: $(grep -m 1 no_such_blob "$W/daemon.log")"
+check "json log: every line is a JSON record; the refused OPEN is a warn naming the key" \
+  $PY -c '
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert recs and all(set(r) == {"time", "level", "pid", "msg"} for r in recs), recs
+assert all(r["time"].endswith("Z") and len(r["time"]) == 24 for r in recs), recs
+w = [r for r in recs if r["level"] == "warn" and "no blob \"no_such_blob\"" in r["msg"]]
+assert w, recs
+' "$W/daemon.log"
 finish
