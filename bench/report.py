@@ -110,7 +110,7 @@ class Report:
               "metadata blob + data blob, two cookies each |",
               "| cache | cachefiles on ext4 (loop file on tmpfs), served by erofs-ondemandd from "
               "blobs on tmpfs; default `--window 1048576` |",
-              "| fio | %s |" % (env.get("fio") or "not installed: Python pread loop"),
+              "| fio | %s |" % (env.get("fio") or "%s: Python pread loop" % env.get("fio_unusable", "not installed")),
               "| duration | %.0f s of measurements in the guest (%.0f s with profiles) |" % (
                   env.get("bench_seconds", 0), env.get("total_seconds", 0)),
               ""]
