@@ -440,7 +440,8 @@ class Guest:
     def profile(self, scenario, fs):
         """Set the scenario up as in the runs and record it once under perf (whole system,
         cpu-clock sampling, call graphs), then keep perf's flat report."""
-        img = "large" if scenario.startswith("large") else "src"
+        # The daemon scenarios read the largest file of the large tree, as phase_daemon does.
+        img = "large" if scenario.startswith(("large", "daemon")) else "src"
         window = 0 if scenario.endswith("window0") or scenario.startswith("daemon") else WINDOW
         self.reset(window)
         m = self.mount(fs, img)
