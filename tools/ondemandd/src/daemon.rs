@@ -1038,39 +1038,69 @@ mod tests {
         assert_eq!(s.errors, 6);
     }
 
+    /// Two blobs named by digest keys, with the same 10000 bytes: `good` (`sha256:<hex>` of
+    /// them) and `bad` (bare hex, nydus style, of other contents).
+    struct DigestBlobs {
+        d: TempDir,
+        blobs: std::path::PathBuf,
+        data: Vec<u8>,
+        good: String,
+        bad: String,
+    }
+
+    impl DigestBlobs {
+        fn new(name: &str) -> DigestBlobs {
+            use crate::digest::{hex, sha256};
+            let d = TempDir::new(name);
+            let blobs = d.0.join("blobs");
+            std::fs::create_dir(&blobs).unwrap();
+            let data: Vec<u8> = (0..10_000u32).map(|i| (i * 11) as u8).collect();
+            let good = format!("sha256:{}", hex(&sha256(&data)));
+            let bad = hex(&sha256(b"other contents"));
+            std::fs::write(blobs.join(&good), &data).unwrap();
+            std::fs::write(blobs.join(&bad), &data).unwrap();
+            DigestBlobs {
+                d,
+                blobs,
+                data,
+                good,
+                bad,
+            }
+        }
+
+        /// OPENs `good` as object 5 and `bad` as object 6; returns their cache files.
+        fn open(&self, dm: &mut Dm) -> Vec<std::path::PathBuf> {
+            let mut files = Vec::new();
+            for (obj, key) in [(5u32, self.good.as_bytes()), (6, self.bad.as_bytes())] {
+                let path = self.d.0.join(format!("cache{obj}"));
+                let f = std::fs::File::create(&path).unwrap();
+                files.push(path);
+                handle(
+                    dm,
+                    &msg(
+                        obj,
+                        proto::OP_OPEN,
+                        obj,
+                        &open_payload(b"erofs,x\0", key, f.into_raw_fd()),
+                    ),
+                );
+            }
+            files
+        }
+    }
+
     #[test]
     fn whole_blob_fetches_are_verified_against_digest_keys() {
-        use crate::digest::{hex, sha256};
-        let d = TempDir::new("digest");
-        let blobs = d.0.join("blobs");
-        std::fs::create_dir(&blobs).unwrap();
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 11) as u8).collect();
-        let good = format!("sha256:{}", hex(&sha256(&data)));
-        let bad = hex(&sha256(b"other contents")); // bare hex, nydus style
-        std::fs::write(blobs.join(&good), &data).unwrap();
-        std::fs::write(blobs.join(&bad), &data).unwrap();
+        let b = DigestBlobs::new("digest");
+        let data = &b.data;
         let mock = Arc::new(Mock::default());
         // a window larger than the blob: the first READ fetches it whole
         let mut dm = Daemon::new(
-            options(blobs, Faults::default(), 1 << 20),
+            options(b.blobs.clone(), Faults::default(), 1 << 20),
             Arc::clone(&mock),
         )
         .unwrap();
-        let mut files = Vec::new();
-        for (obj, key) in [(5u32, good.as_bytes()), (6, bad.as_bytes())] {
-            let path = d.0.join(format!("cache{obj}"));
-            let f = std::fs::File::create(&path).unwrap();
-            files.push(path);
-            handle(
-                &mut dm,
-                &msg(
-                    obj,
-                    proto::OP_OPEN,
-                    obj,
-                    &open_payload(b"erofs,x\0", key, f.into_raw_fd()),
-                ),
-            );
-        }
+        let files = b.open(&mut dm);
         handle(&mut dm, &msg(10, proto::OP_READ, 5, &read_payload(0, 4096)));
         // a READ in the middle: the blob fits in the window, so it is fetched whole too
         handle(
@@ -1098,42 +1128,21 @@ mod tests {
 
     #[test]
     fn whole_blob_prefetch_is_verified_against_digest_keys() {
-        use crate::digest::{hex, sha256};
-        let d = TempDir::new("pfdigest");
-        let blobs = d.0.join("blobs");
-        std::fs::create_dir(&blobs).unwrap();
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
-        let good = format!("sha256:{}", hex(&sha256(&data)));
-        let bad = hex(&sha256(b"something else"));
-        std::fs::write(blobs.join(&good), &data).unwrap();
-        std::fs::write(blobs.join(&bad), &data).unwrap();
+        let b = DigestBlobs::new("pfdigest");
+        let data = &b.data;
         let mock = Arc::new(Mock::default());
         let opts = Options {
             prefetch: prefetch::Plan {
-                specs: [good.as_str(), bad.as_str()]
+                specs: [b.good.as_str(), b.bad.as_str()]
                     .iter()
                     .map(|p| prefetch::Spec::parse(p).unwrap())
                     .collect(),
                 bandwidth: None,
             },
-            ..options(blobs, Faults::default(), 1 << 20)
+            ..options(b.blobs.clone(), Faults::default(), 1 << 20)
         };
         let mut dm = Daemon::new(opts, Arc::clone(&mock)).unwrap();
-        let mut files = Vec::new();
-        for (obj, key) in [(5u32, good.as_bytes()), (6, bad.as_bytes())] {
-            let path = d.0.join(format!("cache{obj}"));
-            let f = std::fs::File::create(&path).unwrap();
-            files.push(path);
-            handle(
-                &mut dm,
-                &msg(
-                    obj,
-                    proto::OP_OPEN,
-                    obj,
-                    &open_payload(b"erofs,x\0", key, f.into_raw_fd()),
-                ),
-            );
-        }
+        let files = b.open(&mut dm);
         wait_for("prefetch", 10, || dm.stats().prefetch_done == 2);
         let s = dm.stats();
         assert_eq!((s.verified, s.digest_errors), (1, 1), "{s:?}");
