@@ -63,3 +63,11 @@ pub(crate) fn round_up(a: u64, align: u64) -> Result<u64> {
 pub(crate) fn split_at(data: &[u8], mid: usize) -> Option<(&[u8], &[u8])> {
     Some((data.get(..mid)?, data.get(mid..)?))
 }
+
+/// `slice::split_at_mut` that returns `None` instead of panicking when `mid > data.len()`.
+pub(crate) fn split_at_mut(data: &mut [u8], mid: usize) -> Option<(&mut [u8], &mut [u8])> {
+    if mid > data.len() {
+        return None;
+    }
+    Some(data.split_at_mut(mid))
+}

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! EROFS on-disk format layer: parsing of the superblock, device table, inodes,
-//! directories, block mapping and xattrs.
+//! directories, block mapping, xattrs, and compressed files (mapping and LZ4 decoding; not
+//! used by the kernel module yet).
 //!
 //! This module only depends on `core`: no allocation, no `unsafe`, no panics on
 //! disk-derived data. All I/O goes through the [`Source`] trait, which the kernel
@@ -16,9 +17,11 @@ mod dir;
 mod error;
 mod inode;
 mod le;
+mod lz4;
 mod map;
 mod superblock;
 mod xattr;
+mod zmap;
 
 #[allow(unused_imports)]
 pub(crate) use devices::*;
@@ -29,11 +32,15 @@ pub(crate) use error::{Error, Result};
 #[allow(unused_imports)]
 pub(crate) use inode::*;
 #[allow(unused_imports)]
+pub(crate) use lz4::*;
+#[allow(unused_imports)]
 pub(crate) use map::*;
 #[allow(unused_imports)]
 pub(crate) use superblock::*;
 #[allow(unused_imports)]
 pub(crate) use xattr::*;
+#[allow(unused_imports)]
+pub(crate) use zmap::*;
 
 /// Random-access reader of the primary (metadata) device.
 pub(crate) trait Source {

@@ -12,6 +12,9 @@ mod format;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod ztests;
+
 /// The fuzz targets of tools/fuzz, compiled here against the same format code.
 #[cfg(test)]
 #[path = "../../fuzz/src/harness.rs"]

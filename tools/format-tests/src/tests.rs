@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 // ---------------------------------------------------------------------------
 
 /// A [`Source`] over an in-memory image.
-struct VecSource(Vec<u8>);
+pub(crate) struct VecSource(pub(crate) Vec<u8>);
 
 impl Source for VecSource {
     fn read_exact(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
@@ -30,7 +30,7 @@ impl Source for VecSource {
     }
 }
 
-fn have(tool: &str) -> bool {
+pub(crate) fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {tool}"))
@@ -41,16 +41,16 @@ fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
 
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let p = std::env::temp_dir().join(format!(
             "erofs-format-tests-{}-{}-{}",
@@ -71,7 +71,7 @@ impl Drop for TempDir {
 }
 
 /// Deterministic pseudo-random bytes.
-fn prng_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn prng_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -83,7 +83,7 @@ fn prng_bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn run(cmd: &mut Command) {
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -583,7 +583,12 @@ impl Walk<'_> {
 }
 
 /// Builds an image of `src` with `args`, returns (image bytes, blob bytes).
-fn mkfs(dir: &Path, src: &Path, args: &[&str], blob: bool) -> (Vec<u8>, Option<Vec<u8>>) {
+pub(crate) fn mkfs(
+    dir: &Path,
+    src: &Path,
+    args: &[&str],
+    blob: bool,
+) -> (Vec<u8>, Option<Vec<u8>>) {
     let img = dir.join("image.erofs");
     let blobp = dir.join("blob.bin");
     let _ = fs::remove_file(&img);
@@ -648,7 +653,7 @@ const LAYOUTS: &[ImgLayout] = &[
     },
 ];
 
-fn mkfs_available() -> bool {
+pub(crate) fn mkfs_available() -> bool {
     if have("mkfs.erofs") {
         true
     } else {

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A safe LZ4 block decoder and the EROFS extent decoder built on it.
+//!
+//! [`lz4_decompress`] decodes one LZ4 block (the raw block format, no frame) as Linux's
+//! `LZ4_decompress_safe` ([`Lz4Mode::Full`]) and `LZ4_decompress_safe_partial`
+//! ([`Lz4Mode::Partial`]) do, with the same notion of a malformed block; it never reads or
+//! writes outside its slices and does work linear in `src.len() + dst.len()`.
+//!
+//! [`decompress_extent`] is `z_erofs_lz4_decompress` and `z_erofs_transform_plain`
+//! (`fs/erofs/decompressor.c`) for one extent returned by
+//! [`map_compressed`](super::map_compressed): zero padding (`LZ4_0PADDING`), full or partial
+//! decoding, and the uncompressed (shifted, interlaced) pclusters. The compressed bytes and the
+//! output are separate slices, so the kernel's in-place and overlap handling is not needed: the
+//! caller reads the pcluster into one buffer and decodes into another.
+
+use super::error::{Error, Result};
+use super::le;
+use super::superblock::{SuperBlock, EROFS_FEATURE_INCOMPAT_ZERO_PADDING};
+use super::zmap::{Algorithm, ZExtent};
+
+/// Minimum match length.
+const MINMATCH: usize = 4;
+/// The last 5 bytes of a block are literals (LZ4 parsing restriction).
+const LASTLITERALS: usize = 5;
+/// The last match starts at least 12 bytes before the end of a block.
+const MFLIMIT: usize = 12;
+/// Token nibble value announcing extra length bytes.
+const RUN_MASK: usize = 15;
+
+/// How [`lz4_decompress`] treats the end of the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lz4Mode {
+    /// `LZ4_decompress_safe`: decode the whole block. The input must end exactly after the
+    /// literals of a sequence, every literal run and match must fit in `dst` (its capacity), and
+    /// LZ4's end-of-block rules are enforced against `dst.len()` as Linux does: a sequence that
+    /// is followed by a match has its literals end at least 12 bytes before the end of `dst`,
+    /// and a match ends at least 5 bytes before it.
+    Full,
+    /// `LZ4_decompress_safe_partial`: stop as soon as `dst` is full (a literal run or match is
+    /// cut there), or when the input ends after a literal run (as Linux does when fewer than
+    /// three bytes follow the literals). Trailing input (erofs pclusters without zero padding
+    /// carry zeros after the block) is ignored.
+    Partial,
+}
+
+/// A cursor over the compressed input. Invariant: `pos <= buf.len()`.
+struct Input<'a> {
+    /// The compressed block.
+    buf: &'a [u8],
+    /// Next byte to read.
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    /// Bytes not consumed yet.
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Reads one byte ([`Error::Corrupted`] at the end of the input).
+    fn byte(&mut self) -> Result<u8> {
+        let b = self.buf.get(self.pos).copied().ok_or(Error::Corrupted)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// Consumes `n` bytes ([`Error::Corrupted`] if fewer remain).
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or(Error::Corrupted)?;
+        let s = self.buf.get(self.pos..end).ok_or(Error::Corrupted)?;
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+/// Adds the extra length bytes that follow a nibble of 15 (each byte adds its value; 255 means
+/// another byte follows). With `min_left`, at least that many input bytes must remain after
+/// each extra byte (Linux's check on match lengths).
+fn extra_length(inp: &mut Input<'_>, mut len: usize, min_left: usize) -> Result<usize> {
+    loop {
+        let b = inp.byte()?;
+        if inp.remaining() < min_left {
+            return Err(Error::Corrupted);
+        }
+        len = len.checked_add(usize::from(b)).ok_or(Error::Corrupted)?;
+        if b != 255 {
+            return Ok(len);
+        }
+    }
+}
+
+/// Copies `lit` to `dst[op..]` ([`Error::Corrupted`] if it does not fit).
+fn put(dst: &mut [u8], op: usize, lit: &[u8]) -> Result<()> {
+    let end = op.checked_add(lit.len()).ok_or(Error::Corrupted)?;
+    let d = dst.get_mut(op..end).ok_or(Error::Corrupted)?;
+    d.copy_from_slice(lit);
+    Ok(())
+}
+
+/// Copies a match: `len` bytes at `dst[op..]` from `offset` bytes back, byte by byte in effect
+/// (overlapping matches repeat the last `offset` bytes). The caller checked
+/// `1 <= offset <= op` and `op + len <= dst.len()`; [`Error::Corrupted`] otherwise.
+fn copy_match(dst: &mut [u8], op: usize, offset: usize, len: usize) -> Result<()> {
+    if offset == 0 {
+        return Err(Error::Corrupted);
+    }
+    let start = op.checked_sub(offset).ok_or(Error::Corrupted)?;
+    let mut done = 0usize;
+    while done < len {
+        // `dst[start..at]` is periodic with period `offset` and `dst[at..]` continues it, so
+        // its bytes can be copied in one go; each round at least doubles what is available.
+        let at = op.checked_add(done).ok_or(Error::Corrupted)?;
+        let n = core::cmp::min(len - done, at - start);
+        let (head, tail) = le::split_at_mut(dst, at).ok_or(Error::Corrupted)?;
+        let s = head
+            .get(start..)
+            .and_then(|h| h.get(..n))
+            .ok_or(Error::Corrupted)?;
+        let d = tail.get_mut(..n).ok_or(Error::Corrupted)?;
+        d.copy_from_slice(s);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Decodes the LZ4 block `src` into `dst` and returns the number of bytes written to `dst`
+/// (the bytes after it are untouched).
+///
+/// See [`Lz4Mode`] for the two modes. A malformed block ([`Error::Corrupted`]): empty input,
+/// a literal run or extra length bytes past the end of the input, a match offset of 0 or before
+/// the start of the output, a literal run or match that does not fit (full mode) or breaks the
+/// end-of-block rules (full mode), input left after the last literals (full mode). With an
+/// empty `dst`, full mode accepts only the empty block (the single byte 0) and partial mode
+/// returns 0 at once. A short result is not an error here: callers that need an exact size
+/// compare it.
+pub(crate) fn lz4_decompress(src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Result<usize> {
+    let full = mode == Lz4Mode::Full;
+    let cap = dst.len();
+    if cap == 0 {
+        return match (full, src) {
+            (false, _) | (true, [0]) => Ok(0),
+            _ => Err(Error::Corrupted),
+        };
+    }
+    if src.is_empty() {
+        return Err(Error::Corrupted);
+    }
+    let mut inp = Input { buf: src, pos: 0 };
+    let mut op = 0usize;
+    loop {
+        let token = inp.byte()?;
+        let mut lit = usize::from(token >> 4);
+        if lit == RUN_MASK {
+            lit = extra_length(&mut inp, lit, 0)?;
+        }
+        let lit_end = op.checked_add(lit).ok_or(Error::Corrupted)?;
+        if full {
+            let left = inp.remaining();
+            if lit > left || lit_end > cap {
+                return Err(Error::Corrupted);
+            }
+            put(dst, op, inp.take(lit)?)?;
+            op = lit_end;
+            if lit == left {
+                // The last sequence: literals only, ending the input.
+                return Ok(op);
+            }
+            if lit_end.saturating_add(MFLIMIT) > cap {
+                return Err(Error::Corrupted);
+            }
+        } else {
+            let n = core::cmp::min(lit, cap - op);
+            put(dst, op, inp.take(n)?)?;
+            op += n;
+            if op == cap || inp.remaining() <= 2 {
+                return Ok(op);
+            }
+        }
+
+        let [lo, hi] = [inp.byte()?, inp.byte()?];
+        let offset = usize::from(u16::from_le_bytes([lo, hi]));
+        if offset == 0 || offset > op {
+            return Err(Error::Corrupted);
+        }
+        let mut mlen = usize::from(token & 15);
+        if mlen == RUN_MASK {
+            mlen = extra_length(&mut inp, mlen, LASTLITERALS)?;
+        }
+        let mlen = mlen.checked_add(MINMATCH).ok_or(Error::Corrupted)?;
+        if full {
+            let end = op.checked_add(mlen).ok_or(Error::Corrupted)?;
+            if end.saturating_add(LASTLITERALS) > cap {
+                return Err(Error::Corrupted);
+            }
+            copy_match(dst, op, offset, mlen)?;
+            op = end;
+        } else {
+            let n = core::cmp::min(mlen, cap - op);
+            copy_match(dst, op, offset, n)?;
+            op += n;
+            if op == cap {
+                return Ok(op);
+            }
+        }
+    }
+}
+
+/// `z_erofs_fixup_insize`: with zero padding, a pcluster's compressed data is at its end and
+/// the leading zero bytes are padding. Returns `data` without them; the padding must end within
+/// the first `window` bytes (the rest of the pcluster's first block), else the pcluster is all
+/// padding there and [`Error::Corrupted`].
+pub(crate) fn strip_zero_padding(data: &[u8], window: usize) -> Result<&[u8]> {
+    let head = data
+        .get(..core::cmp::min(window, data.len()))
+        .unwrap_or(data);
+    let pad = head.iter().position(|&b| b != 0).ok_or(Error::Corrupted)?;
+    data.get(pad..).ok_or(Error::Corrupted)
+}
+
+/// Decodes the beginning of the extent `ext` of a compressed inode: fills `dst` with the file
+/// bytes `[ext.logical, ext.logical + dst.len())` (`z_erofs_lz4_decompress`,
+/// `z_erofs_transform_plain`).
+///
+/// `pcluster` holds the `ext.plength` bytes at `ext.physical` on the primary device (for an
+/// inline pcluster, `ext.meta`, the bytes inside the metadata block). Decoding always starts at
+/// the extent's start, so to read file bytes further in, decode up to them and skip the head.
+/// `dst.len()` must be at most `ext.length` and the file bytes past `i_size` cannot be
+/// decoded: callers clip `dst` to `i_size - ext.logical` (C's `pcl->length` never goes past
+/// EOF either).
+///
+/// LZ4: with [`EROFS_FEATURE_INCOMPAT_ZERO_PADDING`] the leading zeros of the pcluster are
+/// skipped ([`strip_zero_padding`]) and, when `dst` is the whole extent, the extent is fully
+/// mapped and not a partial reference, the block must decode to exactly `dst.len()` bytes
+/// ([`Lz4Mode::Full`]); otherwise (partial decoding, or images without zero padding, whose
+/// pclusters may hold more data than the extent) it is decoded until `dst` is full
+/// ([`Lz4Mode::Partial`]). Getting fewer bytes than `dst.len()` is [`Error::Corrupted`].
+/// Uncompressed pclusters ([`Algorithm::Shifted`], [`Algorithm::Interlaced`]) are copied;
+/// more output than the pcluster holds is [`Error::Unsupported`], as in C.
+///
+/// Errors: [`Error::Unsupported`] for the other algorithms (LZMA, DEFLATE, Zstandard) and for
+/// fragment extents (their data is in the packed inode, at `ext.physical` in its file data);
+/// [`Error::Corrupted`] for a hole, a `pcluster` that is not `ext.plength` bytes long, a `dst`
+/// longer than the extent, or bad compressed data. On error `dst` holds unspecified bytes.
+pub(crate) fn decompress_extent(
+    sb: &SuperBlock,
+    ext: &ZExtent,
+    pcluster: &[u8],
+    dst: &mut [u8],
+) -> Result<()> {
+    if !ext.mapped {
+        return Err(Error::Corrupted);
+    }
+    if ext.fragment {
+        return Err(Error::Unsupported);
+    }
+    let out_len = u64::try_from(dst.len()).map_err(|_| Error::Corrupted)?;
+    if out_len > ext.length || u64::try_from(pcluster.len()).ok() != Some(ext.plength) {
+        return Err(Error::Corrupted);
+    }
+    if dst.is_empty() {
+        return Ok(());
+    }
+    let blksz = u64::from(sb.block_size());
+    match ext.algorithm {
+        Algorithm::Lz4 => {
+            let zero_padding = sb.has_incompat(EROFS_FEATURE_INCOMPAT_ZERO_PADDING);
+            let (input, partial) = if zero_padding {
+                // Up to the end of the pcluster's first block (an inline pcluster lies
+                // inside one block; others are block aligned).
+                let window = blksz - (ext.physical & (blksz - 1));
+                let window = usize::try_from(window).map_err(|_| Error::Corrupted)?;
+                let whole = out_len == ext.length && ext.full_mapped && !ext.partial_ref;
+                (strip_zero_padding(pcluster, window)?, !whole)
+            } else {
+                (pcluster, true)
+            };
+            let mode = if partial {
+                Lz4Mode::Partial
+            } else {
+                Lz4Mode::Full
+            };
+            if lz4_decompress(input, dst, mode)? != dst.len() {
+                return Err(Error::Corrupted);
+            }
+            Ok(())
+        }
+        Algorithm::Shifted => {
+            let src = pcluster.get(..dst.len()).ok_or(Error::Unsupported)?;
+            dst.copy_from_slice(src);
+            Ok(())
+        }
+        Algorithm::Interlaced => {
+            // The block holding file offset `x` of the extent stores it at `x % blksz`:
+            // the pcluster is the data rotated by the extent's offset in its block. The first
+            // `blksz - logical % blksz` output bytes are at the end of the pcluster, the rest
+            // from its start.
+            if dst.len() > pcluster.len() {
+                return Err(Error::Unsupported);
+            }
+            let rot = usize::try_from(blksz - (ext.logical & (blksz - 1)))
+                .map_err(|_| Error::Corrupted)?;
+            let tail_start = pcluster.len().checked_sub(rot).ok_or(Error::Corrupted)?;
+            let first = core::cmp::min(rot, dst.len());
+            let (d1, d2) = le::split_at_mut(dst, first).ok_or(Error::Corrupted)?;
+            let s1 = pcluster
+                .get(tail_start..)
+                .and_then(|s| s.get(..first))
+                .ok_or(Error::Corrupted)?;
+            d1.copy_from_slice(s1);
+            let s2 = pcluster.get(..d2.len()).ok_or(Error::Corrupted)?;
+            d2.copy_from_slice(s2);
+            Ok(())
+        }
+        Algorithm::Lzma | Algorithm::Deflate | Algorithm::Zstd => Err(Error::Unsupported),
+    }
+}
