@@ -111,8 +111,8 @@ impl ComprError {
 
 /// The filesystem's compression configuration (`z_erofs_parse_cfgs`).
 ///
-/// Invariants (from [`ComprConfig::read`]): `algorithms` is a subset of
-/// [`Z_EROFS_ALL_COMPR_ALGS`] and only has the LZ4 bit today;
+/// Invariants (from [`ComprConfig::read`]): `algorithms` has no bit but LZ4's today (it may be
+/// empty, which C mounts too: then only uncompressed pclusters can be read);
 /// `1 <= lz4_max_pclusterblks <= Z_EROFS_PCLUSTER_MAX_SIZE >> blkszbits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ComprConfig {
@@ -246,7 +246,9 @@ impl Algorithm {
 /// Invariants (from [`ZInode::read`]): `inode` is compressed; `algorithmtype` are known ids
 /// (`< Z_EROFS_COMPRESSION_MAX`); `lclusterbits` is `blkszbits + 0..=15`; big pcluster advice
 /// only with [`EROFS_FEATURE_INCOMPAT_BIG_PCLUSTER`], and consistent for compact indexes;
-/// fragment advice only with [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`].
+/// fragment advice only with [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`] and not on the packed inode
+/// (no fragment chains); with an inline pcluster and a non-empty file, the inline pcluster lies
+/// inside one block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ZInode {
     /// The inode itself.
@@ -392,7 +394,8 @@ impl ZInode {
     /// Errors: [`Error::Unsupported`] for an inode that is not compressed or an unknown
     /// algorithm id in `h_algorithmtype`; [`Error::Corrupted`] for big pcluster advice without
     /// the superblock feature, or inconsistent between HEAD1 and HEAD2 with compact indexes,
-    /// fragments without [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`], and whatever mapping the last
+    /// fragments without [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`] or in the packed inode itself
+    /// (C would recurse into the packed inode's page cache), and whatever mapping the last
     /// byte finds wrong; [`Error::Io`] from `src`.
     pub(crate) fn read(
         src: &impl Source,
@@ -420,7 +423,7 @@ impl ZInode {
         };
         if u32::from(clusterbits) >> Z_EROFS_FRAGMENT_INODE_BIT != 0 {
             // The whole file is in the packed inode; the rest of the 8 bytes is the offset.
-            if !fragments {
+            if !fragments || inode.nid == sb.packed_nid {
                 return Err(Error::Corrupted);
             }
             zi.advise = Z_EROFS_ADVISE_FRAGMENT_PCLUSTER;
@@ -449,7 +452,8 @@ impl ZInode {
         if inode.datalayout == Layout::CompressedCompact && zi.big1() != zi.big2() {
             return Err(Error::Corrupted);
         }
-        if zi.has_fragment() && !fragments {
+        // Fragments live in the packed inode, which cannot have one itself.
+        if zi.has_fragment() && (!fragments || inode.nid == sb.packed_nid) {
             return Err(Error::Corrupted);
         }
         if (zi.idata_size != 0 || zi.has_fragment()) && inode.size != 0 {
@@ -873,6 +877,11 @@ fn do_map(
     if mode == ZMapMode::Full {
         ext.length = zi.decompressed_len(src, sb, &mut m, ext.logical)?;
         ext.full_mapped = true;
+        // Bad lookahead distances can end the extent before the offset (C's FIEMAP would
+        // report it so); the extent must contain it.
+        if le::add(ext.logical, ext.length)? <= offset {
+            return Err(Error::Corrupted);
+        }
         // C's FIEMAP does not check this again; a reader must.
         if !ext.algorithm.is_compressed() && !ext.fragment && ext.length > ext.plength {
             return Err(Error::Corrupted);

@@ -2,10 +2,11 @@
 
 //! Where the on-disk fields of a (clean) seed image are, for the driver's field-aware
 //! mutations: superblock, device slots, inodes, xattr headers and entries, chunk tables,
-//! dirents and long prefix records, each with a kind that says which values are interesting.
+//! dirents and long prefix records, map headers and lcluster indexes of compressed files, each
+//! with a kind that says which values are interesting.
 
 use crate::format::*;
-use crate::harness::{mount, walk, Mount, Stats};
+use crate::harness::{mount, mount_compressed, walk, Mount, Stats};
 
 /// What a field holds, which decides the values a mutation tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,7 +58,8 @@ pub struct FieldMap {
     /// Every field found.
     pub fields: Vec<Field>,
     /// Byte ranges of metadata (superblock, inodes with their xattrs and chunk tables,
-    /// directory blocks), for blind byte mutations.
+    /// directory blocks, compressed files' map headers and indexes, and their first pclusters
+    /// too), for blind byte mutations.
     pub meta: Vec<(usize, usize)>,
     /// Block size of the image.
     pub blksz: u64,
@@ -81,8 +83,9 @@ impl Collector {
     }
 }
 
-/// Finds the fields of `data`, which should be a clean image. Returns an empty layout (blind
-/// mutations only) if it does not mount.
+/// Finds the fields of `data`, which should be a clean image: as the module mounts it, else as
+/// the zmap target does (compressed images). Returns an empty layout (blind mutations only) if
+/// it does not mount.
 pub fn field_map(data: &[u8]) -> FieldMap {
     let mut c = Collector {
         l: FieldMap {
@@ -91,7 +94,9 @@ pub fn field_map(data: &[u8]) -> FieldMap {
         },
     };
     c.range(1024, 128);
-    let Some(m) = mount(data, &mut Stats::default()) else {
+    let mounted = mount(data, &mut Stats::default())
+        .or_else(|| mount_compressed(data, &mut Stats::default()));
+    let Some(m) = mounted else {
         c.range(0, data.len().min(4096) as u64);
         return c.l;
     };
@@ -135,10 +140,67 @@ pub fn field_map(data: &[u8]) -> FieldMap {
             pos = next;
         }
     }
-    walk(&m, &mut Stats::default(), &mut |m, inode, _| {
-        inode_fields(&mut c, m, inode);
-    });
+    // Compressed inodes are only visited by the compressed mount.
+    let zm = mount_compressed(data, &mut Stats::default());
+    walk(
+        zm.as_ref().unwrap_or(&m),
+        &mut Stats::default(),
+        &mut |m, inode, _| {
+            inode_fields(&mut c, m, inode);
+        },
+    );
     c.l
+}
+
+/// The map header and lcluster indexes of a compressed inode, and its first pclusters.
+fn compressed_fields(c: &mut Collector, m: &Mount, inode: &Inode) {
+    let sb = &m.sb;
+    let Some(cfg) = m.cfg else {
+        return;
+    };
+    let Ok(h) = inode.inline_data_pos(sb).map(|p| p.next_multiple_of(8)) else {
+        return;
+    };
+    c.add(h, 4, Kind::Size); // h_fragmentoff, or h_idata_size in the high half
+    c.add(h + 2, 2, Kind::Size);
+    c.add(h + 4, 2, Kind::Bits); // h_advise
+    c.add(h + 6, 1, Kind::Bits); // h_algorithmtype
+    c.add(h + 7, 1, Kind::Bits); // h_clusterbits
+    let nidx = inode.size.div_ceil(m.blksz()).min(256);
+    if inode.datalayout == Layout::CompressedFull {
+        let start = h + 16;
+        c.range(h, 16 + 8 * nidx);
+        for k in 0..nidx.min(64) {
+            let e = start + 8 * k;
+            c.add(e, 2, Kind::Bits);
+            c.add(e + 2, 2, Kind::Offset);
+            c.add(e + 4, 4, Kind::BlkAddr);
+            c.add(e + 4, 2, Kind::Count);
+            c.add(e + 6, 2, Kind::Count);
+        }
+    } else {
+        // Packed 4B/2B entries: bytes only (plus the ztailpacking data after them).
+        c.range(h, 8 + 4 * nidx + 32);
+    }
+    let Ok(zi) = ZInode::read(&m.src(), sb, &cfg, inode) else {
+        return;
+    };
+    if zi.idata_size != 0 {
+        c.range(zi.idata_pos, u64::from(zi.idata_size));
+    }
+    let mut off = 0;
+    for _ in 0..4 {
+        let Ok(e) = map_compressed(&m.src(), sb, &cfg, &zi, off, ZMapMode::Full) else {
+            break;
+        };
+        if e.length == 0 {
+            break;
+        }
+        if !e.fragment && !e.meta {
+            c.range(e.physical, e.plength.min(4096));
+        }
+        off = e.logical + e.length;
+    }
 }
 
 fn inode_fields(c: &mut Collector, m: &Mount, inode: &Inode) {
@@ -159,6 +221,8 @@ fn inode_fields(c: &mut Collector, m: &Mount, inode: &Inode) {
     }
     if inode.datalayout == Layout::ChunkBased {
         c.add(pos + 16, 2, Kind::Bits);
+    } else if inode.datalayout.is_compressed() {
+        compressed_fields(c, m, inode);
     } else {
         c.add(pos + 16, 4, Kind::BlkAddr);
     }

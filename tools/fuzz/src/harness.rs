@@ -15,6 +15,11 @@
 //! validated directory block cannot fail afterwards, a mapping contains the offset it was asked
 //! for, ...). Every loop is bounded, so a hang can only come from the format layer.
 //!
+//! Compressed files are not read by the module yet: the `zmap` target mounts with compression
+//! allowed and reads them through `map_compressed` and `decompress_extent` the way the module
+//! will (`read_folio` of a compressed file: map each piece of the page, fetch the pcluster,
+//! decode from the extent's start), and the `lz4` target feeds raw input to the LZ4 decoder.
+//!
 //! This file is compiled into `tools/fuzz` (the libFuzzer targets and the stable driver) and into
 //! `tools/format-tests` (the regression tests): it only uses `crate::format` and `std`.
 
@@ -39,6 +44,11 @@ const MAX_DIRENTS: usize = 512;
 const MAX_LOOKUPS: usize = 12;
 /// Pages read per file.
 const MAX_FILE_PAGES: u64 = 12;
+/// Largest decoded prefix of an extent per page read (the kernel decodes up to 12 MiB; a fuzz
+/// input should stay fast).
+const MAX_DECODE: u64 = 1 << 20;
+/// Largest LZ4 output buffer of the `lz4` target.
+const MAX_LZ4_OUT: usize = 1 << 17;
 /// Xattr entries visited per `listxattr`/`getxattr` walk.
 const MAX_XATTR_ENTRIES: usize = 256;
 /// `getxattr` calls per inode.
@@ -69,6 +79,18 @@ pub struct Stats {
     pub tail_maps: u64,
     /// Extra devices in the device table of mounted inputs.
     pub devices: u64,
+    /// Compressed inodes whose map header was read (`ZInode::read`).
+    pub zinodes: u64,
+    /// Successful `map_compressed` calls inside a file.
+    pub zmaps: u64,
+    /// ... of which inline (ztailpacking) extents.
+    pub zmeta: u64,
+    /// ... of which big pclusters (more than one block).
+    pub zbig: u64,
+    /// Extents decoded by `decompress_extent` (LZ4 or plain).
+    pub zdecoded: u64,
+    /// LZ4 blocks the `lz4` target decoded completely.
+    pub lz4_blocks: u64,
     /// Errors returned by the format layer (expected on corrupt inputs).
     pub errors: u64,
 }
@@ -87,6 +109,12 @@ impl Stats {
         self.chunk_maps += o.chunk_maps;
         self.tail_maps += o.tail_maps;
         self.devices += o.devices;
+        self.zinodes += o.zinodes;
+        self.zmaps += o.zmaps;
+        self.zmeta += o.zmeta;
+        self.zbig += o.zbig;
+        self.zdecoded += o.zdecoded;
+        self.lz4_blocks += o.lz4_blocks;
         self.errors += o.errors;
     }
 }
@@ -106,16 +134,24 @@ pub enum Target {
     Xattr,
     /// Block mapping (`map`): flat, inline tail, block maps and chunk indexes; the read path.
     ChunkMap,
+    /// Compressed files (`ComprConfig`, `ZInode`, `map_compressed`, `decompress_extent`) on an
+    /// image mounted with compression allowed.
+    Zmap,
+    /// The LZ4 block decoder (`lz4_decompress`, `strip_zero_padding`, `decompress_extent`) on
+    /// raw input: not an image.
+    Lz4,
 }
 
 /// All targets, in a fixed order.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 8] = [
     Target::Superblock,
     Target::DeviceTable,
     Target::Inode,
     Target::Dirent,
     Target::Xattr,
     Target::ChunkMap,
+    Target::Zmap,
+    Target::Lz4,
 ];
 
 impl Target {
@@ -128,7 +164,14 @@ impl Target {
             Target::Dirent => "dirent",
             Target::Xattr => "xattr",
             Target::ChunkMap => "chunk_map",
+            Target::Zmap => "zmap",
+            Target::Lz4 => "lz4",
         }
+    }
+
+    /// Whether the target takes an image (all but `lz4`, whose input is an LZ4 block).
+    pub fn takes_image(self) -> bool {
+        self != Target::Lz4
     }
 
     /// The target called `name`.
@@ -146,6 +189,8 @@ impl Target {
             Target::Dirent => dirent(data, &mut st),
             Target::Xattr => xattr(data, &mut st),
             Target::ChunkMap => chunk_map(data, &mut st),
+            Target::Zmap => zmap(data, &mut st),
+            Target::Lz4 => lz4(data, &mut st),
         }
         st
     }
@@ -176,6 +221,10 @@ pub(crate) struct Mount {
     /// Size in bytes of device 0 (the primary) and of each extra device; 0 = unknown.
     pub(crate) device_bytes: Vec<u64>,
     pub(crate) root: Inode,
+    /// The compression configuration when mounted with compression allowed
+    /// ([`mount_compressed`]); `None` for the module's mount of today, which refuses
+    /// compressed images and inodes.
+    pub(crate) cfg: Option<ComprConfig>,
     /// Directory blocks `(nid, block)` whose [`check_dirblock`] already ran (it is O(n log n)).
     checked: RefCell<HashSet<(u64, u64)>>,
 }
@@ -238,6 +287,23 @@ fn forge_checksum(data: &[u8], sb: &SuperBlock) -> Vec<u8> {
 
 /// `fill_super`: superblock (with `read_superblock`'s checks), devices (`acquire_devices`), root.
 pub(crate) fn mount(data: &[u8], st: &mut Stats) -> Option<Mount> {
+    mount_with(data, st, false)
+}
+
+/// Incompat bits of compressed images, which [`mount_compressed`] accepts on top of the
+/// module's [`SUPPORTED_INCOMPAT`].
+const COMPRESSION_INCOMPAT: u32 = EROFS_FEATURE_INCOMPAT_COMPR_CFGS
+    | EROFS_FEATURE_INCOMPAT_BIG_PCLUSTER
+    | EROFS_FEATURE_INCOMPAT_ZTAILPACKING
+    | EROFS_FEATURE_INCOMPAT_FRAGMENTS;
+
+/// `fill_super` as it will be once the module reads compressed files: compression features
+/// accepted, the compression configuration read (`z_erofs_parse_cfgs`) and kept in the mount.
+pub(crate) fn mount_compressed(data: &[u8], st: &mut Stats) -> Option<Mount> {
+    mount_with(data, st, true)
+}
+
+fn mount_with(data: &[u8], st: &mut Stats, compressed: bool) -> Option<Mount> {
     let p = page0(data);
     let sb = match p
         .get(1024..)
@@ -262,10 +328,32 @@ pub(crate) fn mount(data: &[u8], st: &mut Stats) -> Option<Mount> {
         );
         d
     };
-    if sb.unsupported_incompat() != 0 {
+    let allowed = if compressed { COMPRESSION_INCOMPAT } else { 0 };
+    if sb.unsupported_incompat() & !allowed != 0 {
         return None;
     }
     let src = Blob(&img);
+    let cfg = if compressed {
+        match ComprConfig::read(&src, &sb) {
+            Ok(cfg) => {
+                check_compr_config(&sb, &cfg);
+                Some(cfg)
+            }
+            Err(e) => {
+                // A distinct error for algorithms, which is EOPNOTSUPP like C's.
+                if matches!(
+                    e,
+                    ComprError::UnknownAlgorithms(_) | ComprError::UnsupportedAlgorithm(_)
+                ) {
+                    assert_eq!(e.to_error(), Error::Unsupported);
+                }
+                st.errors += 1;
+                return None;
+            }
+        }
+    } else {
+        None
+    };
     // acquire_devices(): every slot of the table, device= options given for all of them.
     let mut devices = Vec::new();
     let mut device_bytes = vec![sb.blocks << sb.blkszbits];
@@ -294,6 +382,7 @@ pub(crate) fn mount(data: &[u8], st: &mut Stats) -> Option<Mount> {
         devices,
         device_bytes,
         root: NO_INODE,
+        cfg,
         checked: RefCell::new(HashSet::new()),
     };
     let root = match iget(&m, sb.root_nid, st) {
@@ -391,7 +480,7 @@ fn iget_inner(m: &Mount, nid: u64) -> Result<Inode> {
     usize::try_from(nid).map_err(|_| Error::Corrupted)?;
     let raw = Inode::read(&m.src(), &m.sb, nid)?;
     check_inode(&m.sb, nid, &raw);
-    if raw.datalayout.is_compressed() {
+    if raw.datalayout.is_compressed() && m.cfg.is_none() {
         return Err(Error::Unsupported);
     }
     let blksz = m.blksz();
@@ -481,6 +570,10 @@ fn map_checked(m: &Mount, inode: &Inode, offset: u64, st: &mut Stats) -> Result<
 /// `read_run` for one page of a file, directory or symlink: what `read_folio` fills.
 /// Extra devices read as zeros (their content is not parsed).
 fn read_page(m: &Mount, inode: &Inode, index: u64, st: &mut Stats) -> Result<Vec<u8>> {
+    if inode.datalayout.is_compressed() {
+        let cfg = m.cfg.as_ref().ok_or(Error::Unsupported)?;
+        return zread_page(m, cfg, inode, index, st);
+    }
     let run_len = PAGE_SIZE as u64;
     let start = index.checked_mul(run_len).ok_or(Error::Corrupted)?;
     let mut page = vec![0u8; PAGE_SIZE];
@@ -535,6 +628,228 @@ fn read_page(m: &Mount, inode: &Inode, index: u64, st: &mut Stats) -> Result<Vec
 }
 
 // ---------------------------------------------------------------------------------------------
+// Compressed files (rust/format/zmap.rs, lz4.rs): what the module's read path will do
+// ---------------------------------------------------------------------------------------------
+
+/// Checks what `ComprConfig::read` promises.
+fn check_compr_config(sb: &SuperBlock, cfg: &ComprConfig) {
+    // LZ4 or nothing (COMPR_CFGS with an empty bitmap mounts in C too).
+    assert_eq!(cfg.algorithms & !(1 << Z_EROFS_COMPRESSION_LZ4), 0);
+    assert!(cfg.lz4_max_pclusterblks >= 1);
+    assert!(u64::from(cfg.lz4_max_pclusterblks) <= Z_EROFS_PCLUSTER_MAX_SIZE >> sb.blkszbits);
+}
+
+/// Checks what `ZInode::read` promises.
+fn check_zinode(sb: &SuperBlock, inode: &Inode, zi: &ZInode) {
+    assert_eq!(&zi.inode, inode);
+    assert!(inode.datalayout.is_compressed());
+    assert!(zi
+        .algorithmtype
+        .iter()
+        .all(|&a| a < Z_EROFS_COMPRESSION_MAX));
+    let bits = u32::from(sb.blkszbits);
+    assert!((bits..=bits + 15).contains(&zi.lclusterbits));
+    let big = Z_EROFS_ADVISE_BIG_PCLUSTER_1 | Z_EROFS_ADVISE_BIG_PCLUSTER_2;
+    if zi.advise & big != 0 {
+        assert!(sb.has_incompat(EROFS_FEATURE_INCOMPAT_BIG_PCLUSTER));
+    }
+    if inode.datalayout == Layout::CompressedCompact {
+        assert!(zi.advise & big == 0 || zi.advise & big == big);
+    }
+    if zi.advise & Z_EROFS_ADVISE_FRAGMENT_PCLUSTER != 0 {
+        assert!(sb.has_incompat(EROFS_FEATURE_INCOMPAT_FRAGMENTS));
+        assert_ne!(inode.nid, sb.packed_nid);
+        assert_eq!(zi.idata_size, 0);
+    }
+    if zi.idata_size != 0 && inode.size != 0 {
+        let blksz = u64::from(sb.block_size());
+        assert!(zi.idata_pos % blksz + u64::from(zi.idata_size) <= blksz);
+    }
+}
+
+/// Checks what `map_compressed` promises for `offset` of `zi`.
+fn check_zextent(m: &Mount, zi: &ZInode, offset: u64, mode: ZMapMode, e: &ZExtent) {
+    let size = zi.inode.size;
+    if offset >= size {
+        assert_eq!((e.logical, e.length, e.mapped), (offset, 0, false));
+        return;
+    }
+    assert!(
+        e.mapped && e.length > 0,
+        "unmapped or empty extent inside the file: {e:?}"
+    );
+    assert!(
+        e.logical <= offset && offset - e.logical < e.length,
+        "offset {offset} outside {e:?}"
+    );
+    if mode == ZMapMode::Full {
+        assert!(e.full_mapped);
+    }
+    if e.fragment {
+        assert!(!e.meta && zi.advise & Z_EROFS_ADVISE_FRAGMENT_PCLUSTER != 0);
+        return;
+    }
+    assert!(e.plength <= Z_EROFS_PCLUSTER_MAX_SIZE && e.length <= Z_EROFS_PCLUSTER_MAX_DSIZE);
+    let blksz = m.blksz();
+    if e.meta {
+        assert!(zi.idata_size != 0);
+        assert_eq!(
+            (e.physical, e.plength),
+            (zi.idata_pos, u64::from(zi.idata_size))
+        );
+        assert!(e.physical % blksz + e.plength <= blksz);
+        assert_ne!(e.algorithm, Algorithm::Interlaced);
+    } else {
+        assert_eq!(e.physical % blksz, 0);
+        assert!(
+            e.plength >= blksz && e.plength.is_multiple_of(blksz),
+            "{e:?}"
+        );
+    }
+    match e.algorithm {
+        Algorithm::Shifted | Algorithm::Interlaced => assert!(e.length <= e.plength, "{e:?}"),
+        a => assert_eq!(
+            a,
+            Algorithm::Lz4,
+            "an algorithm the configuration does not list"
+        ),
+    }
+}
+
+/// `map_compressed` with the contract checked; in `Read` mode also compared with `Full`.
+fn zmap_checked(
+    m: &Mount,
+    cfg: &ComprConfig,
+    zi: &ZInode,
+    offset: u64,
+    mode: ZMapMode,
+    st: &mut Stats,
+) -> Result<ZExtent> {
+    let r = map_compressed(&m.src(), &m.sb, cfg, zi, offset, mode);
+    match &r {
+        Ok(e) => {
+            check_zextent(m, zi, offset, mode, e);
+            if offset < zi.inode.size {
+                st.zmaps += 1;
+                st.zmeta += u64::from(e.meta);
+                st.zbig += u64::from(e.plength > m.blksz());
+            }
+            if mode == ZMapMode::Read && offset < zi.inode.size {
+                // Both modes find the same extent head and pcluster.
+                if let Ok(f) = map_compressed(&m.src(), &m.sb, cfg, zi, offset, ZMapMode::Full) {
+                    check_zextent(m, zi, offset, ZMapMode::Full, &f);
+                    assert_eq!(
+                        (
+                            f.logical,
+                            f.physical,
+                            f.plength,
+                            f.algorithm,
+                            f.meta,
+                            f.fragment
+                        ),
+                        (
+                            e.logical,
+                            e.physical,
+                            e.plength,
+                            e.algorithm,
+                            e.meta,
+                            e.fragment
+                        )
+                    );
+                }
+            }
+        }
+        Err(_) => st.errors += 1,
+    }
+    r
+}
+
+/// `ZInode::read` with the contract checked. The packed inode cannot have fragments itself.
+fn zinode(m: &Mount, cfg: &ComprConfig, inode: &Inode, st: &mut Stats) -> Result<ZInode> {
+    match ZInode::read(&m.src(), &m.sb, cfg, inode) {
+        Ok(zi) => {
+            check_zinode(&m.sb, inode, &zi);
+            st.zinodes += 1;
+            Ok(zi)
+        }
+        Err(e) => {
+            st.errors += 1;
+            Err(e)
+        }
+    }
+}
+
+/// `read_folio` of one page of a compressed file: each piece of the page is mapped (`Read`
+/// mode, as C's read path), its pcluster read from the primary device (after the device size
+/// check) and decoded from the extent's start up to the end of the piece; fragments are read
+/// from the packed inode through its own page cache.
+fn zread_page(
+    m: &Mount,
+    cfg: &ComprConfig,
+    inode: &Inode,
+    index: u64,
+    st: &mut Stats,
+) -> Result<Vec<u8>> {
+    let zi = zinode(m, cfg, inode, st)?;
+    let run_len = PAGE_SIZE as u64;
+    let start = index.checked_mul(run_len).ok_or(Error::Corrupted)?;
+    let mut page = vec![0u8; PAGE_SIZE];
+    let size = inode.size;
+    let mut off = 0u64;
+    while off < run_len {
+        let lpos = start.checked_add(off).ok_or(Error::Corrupted)?;
+        if lpos >= size {
+            break; // zeroed
+        }
+        let e = zmap_checked(m, cfg, &zi, lpos, ZMapMode::Read, st)?;
+        let end = (e.logical + e.length).min(size).min(start + run_len);
+        let n = end - lpos;
+        let dst = &mut page[off as usize..(off + n) as usize];
+        if e.fragment {
+            // z_erofs_read_fragment: the packed inode's bytes, page by page.
+            let packed = iget(m, m.sb.packed_nid, st)?;
+            let mut pos = e
+                .physical
+                .checked_add(lpos - e.logical)
+                .ok_or(Error::Corrupted)?;
+            let mut done = 0usize;
+            while done < dst.len() {
+                let idx = pos / run_len;
+                let p = read_page(m, &packed, idx, st)?;
+                let at = (pos % run_len) as usize;
+                let k = (PAGE_SIZE - at).min(dst.len() - done);
+                dst[done..done + k].copy_from_slice(&p[at..at + k]);
+                done += k;
+                pos += k as u64;
+            }
+        } else {
+            let limit = m.device_bytes.first().copied().unwrap_or(0);
+            let pend = e.physical.checked_add(e.plength).ok_or(Error::Corrupted)?;
+            if limit != 0 && pend > limit {
+                return Err(Error::Corrupted);
+            }
+            let want = end - e.logical;
+            if want > MAX_DECODE {
+                return Err(Error::Unsupported); // the fuzz bound, not the format's
+            }
+            let mut pcl = vec![0u8; e.plength as usize];
+            m.src().read_exact(e.physical, &mut pcl)?;
+            let mut buf = vec![0u8; want as usize];
+            match decompress_extent(&m.sb, &e, &pcl, &mut buf) {
+                Ok(()) => st.zdecoded += 1,
+                Err(err) => {
+                    st.errors += 1;
+                    return Err(err);
+                }
+            }
+            dst.copy_from_slice(&buf[(lpos - e.logical) as usize..]);
+        }
+        off += n;
+    }
+    Ok(page)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Directories (rust/dir.rs)
 // ---------------------------------------------------------------------------------------------
 
@@ -572,7 +887,10 @@ fn check_dirblock(block: &[u8], db: &DirBlock<'_>) {
         );
     }
     // In a block sorted as mkfs.erofs sorts, the binary search agrees with a linear one.
-    let sorted = db.iter().zip(db.iter().skip(1)).all(|(a, b)| a.name < b.name);
+    let sorted = db
+        .iter()
+        .zip(db.iter().skip(1))
+        .all(|(a, b)| a.name < b.name);
     if sorted {
         for (i, de) in db.iter().enumerate() {
             assert_eq!(db.lookup(de.name), Ok(Ok(de)), "entry {i} not found");
@@ -1160,4 +1478,194 @@ fn chunk_map(data: &[u8], st: &mut Stats) {
             let _ = map_checked(m, inode, off, st);
         }
     });
+}
+
+fn zmap(data: &[u8], st: &mut Stats) {
+    let Some(m) = mount_compressed(data, st) else {
+        return;
+    };
+    let Some(cfg) = m.cfg else {
+        return;
+    };
+    walk(&m, st, &mut |m, inode, st| {
+        if !inode.datalayout.is_compressed() {
+            return;
+        }
+        let Ok(zi) = zinode(m, &cfg, inode, st) else {
+            return;
+        };
+        // read_folio of the first pages and of the last one.
+        let size = inode.size;
+        let pages = size.div_ceil(PAGE_SIZE as u64);
+        let last = pages.saturating_sub(1);
+        for index in (0..pages.min(MAX_FILE_PAGES)).chain([last]) {
+            if zread_page(m, &cfg, inode, index, st).is_err() {
+                break;
+            }
+        }
+        // The extents from the start, as FIEMAP walks them: each starts where the last ended.
+        let mut off = 0;
+        for _ in 0..MAX_FILE_PAGES {
+            let Ok(e) = zmap_checked(m, &cfg, &zi, off, ZMapMode::Full, st) else {
+                break;
+            };
+            if e.length == 0 {
+                break;
+            }
+            let next = e.logical + e.length;
+            assert!(next > off);
+            off = next;
+        }
+        // Lcluster edges, EOF and past it.
+        let l = 1u64 << zi.lclusterbits.min(63);
+        for off in [
+            0,
+            l - 1,
+            l,
+            l + 1,
+            size.saturating_sub(1),
+            size,
+            size.saturating_add(1),
+            u64::MAX,
+        ] {
+            for mode in [ZMapMode::Read, ZMapMode::Full] {
+                let _ = zmap_checked(m, &cfg, &zi, off, mode, st);
+            }
+        }
+    });
+    // The packed inode, whose fragments it must not have.
+    if m.sb.packed_nid != 0 {
+        if let Ok(p) = Inode::read(&m.src(), &m.sb, m.sb.packed_nid) {
+            if p.datalayout.is_compressed() {
+                let _ = zinode(&m, &cfg, &p, st);
+            }
+        }
+    }
+}
+
+fn lz4(data: &[u8], st: &mut Stats) {
+    // An image (a seed or its mutant): its blocks as pclusters, zero padded or not, so that the
+    // stable driver's mutations of real LZ4 data reach the decoder.
+    let magic = EROFS_SUPER_MAGIC_V1.to_le_bytes();
+    if data.len() >= 2 * PAGE_SIZE && data.get(1024..1028) == Some(&magic[..]) {
+        for block in data.chunks(PAGE_SIZE).skip(1).take(16) {
+            if let Ok(stream) = strip_zero_padding(block, PAGE_SIZE) {
+                lz4_block(stream, 1 << 16, st);
+                if stream.len() < block.len() {
+                    continue;
+                }
+            }
+            // No zero padding: the block at the start, zeros after it (partial decoding).
+            lz4_block(block, 1 << 16, st);
+        }
+        return;
+    }
+    // Raw input: two bytes of output capacity, then the block.
+    let (cap, block) = match data {
+        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
+        _ => (0, data),
+    };
+    lz4_block(block, cap, st);
+    lz4_block(block, MAX_LZ4_OUT, st);
+}
+
+/// The LZ4 decoder on one block with an output buffer of `cap` bytes, both modes, and the extent
+/// decoder on the same bytes: what each promises, and that they agree.
+fn lz4_block(block: &[u8], cap: usize, st: &mut Stats) {
+    let mut full = vec![0xA5u8; cap];
+    let r = lz4_decompress(block, &mut full, Lz4Mode::Full);
+    if let Ok(n) = r {
+        assert!(n <= cap);
+        assert!(
+            full[n..].iter().all(|&b| b == 0xA5),
+            "wrote past the result"
+        );
+        st.lz4_blocks += 1;
+        // A block that decodes fully decodes the same partially, to any length.
+        for k in [n, n / 2, n.saturating_sub(1), 1.min(n)] {
+            let mut part = vec![0x5Au8; k];
+            assert_eq!(lz4_decompress(block, &mut part, Lz4Mode::Partial), Ok(k));
+            assert_eq!(part[..], full[..k]);
+        }
+        // The same block zero padded in a pcluster, as a whole extent (full decoding).
+        if block.first().is_some_and(|&b| b != 0) && n > 0 && block.len() <= PAGE_SIZE {
+            let sb = lz4_sb();
+            let mut pcl = vec![0u8; PAGE_SIZE - block.len()];
+            pcl.extend_from_slice(block);
+            let e = lz4_extent(n as u64, pcl.len() as u64, Algorithm::Lz4);
+            let mut out = vec![0u8; n];
+            // The end-of-block rules now apply to exactly `n` bytes: it may fail.
+            if decompress_extent(&sb, &e, &pcl, &mut out).is_ok() {
+                assert_eq!(out[..], full[..n]);
+                st.zdecoded += 1;
+            }
+        }
+    }
+    let mut part = vec![0xA5u8; cap];
+    if let Ok(n) = lz4_decompress(block, &mut part, Lz4Mode::Partial) {
+        assert!(n <= cap);
+        assert!(
+            part[n..].iter().all(|&b| b == 0xA5),
+            "wrote past the result"
+        );
+        if let Ok(f) = r {
+            assert_eq!(part[..n.min(f)], full[..n.min(f)]);
+        }
+    }
+    // Zero padding.
+    for window in [0, 1, 7, 4096] {
+        if let Ok(rest) = strip_zero_padding(block, window) {
+            let pad = block.len() - rest.len();
+            assert!(pad < window && rest.first().is_some_and(|&b| b != 0));
+            assert!(block[..pad].iter().all(|&b| b == 0));
+        }
+    }
+    // Plain pclusters: the extent's bytes from the start, or rotated.
+    let sb = lz4_sb();
+    for (logical, alg) in [
+        (0u64, Algorithm::Shifted),
+        (cap as u64, Algorithm::Interlaced),
+    ] {
+        let plen = (block.len() / 4096 * 4096).max(4096) as u64;
+        let mut pcl = block.to_vec();
+        pcl.resize(plen as usize, 0);
+        let len = (cap as u64).min(plen).max(1);
+        let e = ZExtent {
+            logical,
+            ..lz4_extent(len, plen, alg)
+        };
+        let mut out = vec![0u8; len as usize];
+        assert_eq!(decompress_extent(&sb, &e, &pcl, &mut out), Ok(()));
+        if alg == Algorithm::Shifted {
+            assert_eq!(out[..], pcl[..len as usize]);
+        }
+    }
+}
+
+/// A 4 KiB-block superblock with zero padding, for the `lz4` target's extents.
+fn lz4_sb() -> SuperBlock {
+    let mut b = [0u8; 128];
+    b[0..4].copy_from_slice(&EROFS_SUPER_MAGIC_V1.to_le_bytes());
+    b[12] = 12;
+    b[80..84].copy_from_slice(&EROFS_FEATURE_INCOMPAT_ZERO_PADDING.to_le_bytes());
+    match SuperBlock::parse(&b) {
+        Ok(sb) => sb,
+        Err(e) => panic!("test superblock: {e:?}"),
+    }
+}
+
+/// A whole, fully mapped extent at 0 of `length` bytes from a pcluster of `plength` bytes.
+fn lz4_extent(length: u64, plength: u64, algorithm: Algorithm) -> ZExtent {
+    ZExtent {
+        logical: 0,
+        length,
+        physical: 0,
+        plength,
+        algorithm,
+        mapped: true,
+        meta: false,
+        fragment: false,
+        full_mapped: true,
+        partial_ref: false,
+    }
 }

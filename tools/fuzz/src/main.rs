@@ -466,7 +466,8 @@ fn load(paths: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
 fn fmt_stats(s: &Stats) -> String {
     format!(
         "mounted {}, inodes {}, dir blocks {}, dirents {}, xattrs {} ({} shared, {} long prefix), \
-         maps {} ({} chunk, {} tail), devices {}, format errors {}",
+         maps {} ({} chunk, {} tail), devices {}, compressed inodes {}, zmaps {} ({} inline, \
+         {} big), extents decoded {}, lz4 blocks {}, format errors {}",
         s.mounts,
         s.inodes,
         s.dir_blocks,
@@ -478,6 +479,12 @@ fn fmt_stats(s: &Stats) -> String {
         s.chunk_maps,
         s.tail_maps,
         s.devices,
+        s.zinodes,
+        s.zmaps,
+        s.zmeta,
+        s.zbig,
+        s.zdecoded,
+        s.lz4_blocks,
         s.errors
     )
 }
