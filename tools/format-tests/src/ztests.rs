@@ -2023,3 +2023,33 @@ fn compressed_mkfs_trees_with_odd_files() {
         }
     }
 }
+
+#[test]
+fn synthetic_partial_reference() {
+    // A pcluster holding 12 KiB of data of which the extent (lclusters 0 and 1) uses 8 KiB
+    // (mkfs.erofs's dedupe writes such references; 1.5 cannot): with Z_EROFS_LI_PARTIAL_REF the
+    // extent decodes partially; without it, full decoding of the longer block fails.
+    let data = text_bytes(8, 3072).repeat(4);
+    let c = lz4_compress(&data);
+    assert!(c.len() < 4096);
+    for (advise, partial) in [(1u16 | Z_EROFS_LI_PARTIAL_REF, true), (1, false)] {
+        let idx = [head(advise, 0, 9), nonhead(1, 1), head(0, 0, 10)];
+        let mut d = zsynth(ZP, 1, 3 * 4096, hdr(0, 0, 0, 0), &idx);
+        d[10 * 4096 - c.len()..10 * 4096].copy_from_slice(&c);
+        let (src, sb, cfg, inode) = zopen(d.clone());
+        let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
+        for (off, mode) in [(100, ZMapMode::Full), (5000, ZMapMode::Read), (4096, ZMapMode::Full)] {
+            let e = map_compressed(&src, &sb, &cfg, &zi, off, mode).unwrap();
+            assert_eq!((e.logical, e.length, e.partial_ref), (0, 8192, partial), "{off}");
+            assert_eq!((e.physical, e.plength, e.algorithm), (9 * 4096, 4096, Algorithm::Lz4));
+            let mut out = vec![0u8; 8192];
+            let r = decompress_extent(&sb, &e, &d[9 * 4096..10 * 4096], &mut out);
+            if partial || !e.full_mapped {
+                r.unwrap();
+                assert_eq!(out, data[..8192]);
+            } else {
+                assert_eq!(r, Err(Error::Corrupted));
+            }
+        }
+    }
+}
