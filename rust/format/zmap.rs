@@ -246,7 +246,7 @@ impl Algorithm {
 /// Invariants (from [`ZInode::read`]): `inode` is compressed; `algorithmtype` are known ids
 /// (`< Z_EROFS_COMPRESSION_MAX`); `lclusterbits` is `blkszbits + 0..=15`; big pcluster advice
 /// only with [`EROFS_FEATURE_INCOMPAT_BIG_PCLUSTER`], and consistent for compact indexes;
-/// fragment advice only with [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`] and not on the packed inode
+/// fragment advice only with [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`] and a packed inode, not on it
 /// (no fragment chains); with an inline pcluster and a non-empty file, the inline pcluster lies
 /// inside one block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,8 +394,8 @@ impl ZInode {
     /// Errors: [`Error::Unsupported`] for an inode that is not compressed or an unknown
     /// algorithm id in `h_algorithmtype`; [`Error::Corrupted`] for big pcluster advice without
     /// the superblock feature, or inconsistent between HEAD1 and HEAD2 with compact indexes,
-    /// fragments without [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`] or in the packed inode itself
-    /// (C would recurse into the packed inode's page cache), and whatever mapping the last
+    /// fragments without [`EROFS_FEATURE_INCOMPAT_FRAGMENTS`] and a packed inode, or in the
+    /// packed inode itself (C would recurse into its page cache), and whatever mapping the last
     /// byte finds wrong; [`Error::Io`] from `src`.
     pub(crate) fn read(
         src: &impl Source,
@@ -409,7 +409,10 @@ impl ZInode {
         let pos = le::round_up(inode.inline_data_pos(sb)?, 8)?;
         let mut h = [0u8; Z_EROFS_MAP_HEADER_SIZE as usize];
         src.read_exact(pos, &mut h)?;
-        let fragments = sb.has_incompat(EROFS_FEATURE_INCOMPAT_FRAGMENTS);
+        // Fragments live in the packed inode (nid 0 means none), which cannot have one itself.
+        let fragments = sb.has_incompat(EROFS_FEATURE_INCOMPAT_FRAGMENTS)
+            && sb.packed_nid != 0
+            && inode.nid != sb.packed_nid;
         let clusterbits = le::u8_at(&h, 7)?;
         let mut zi = ZInode {
             inode: *inode,
@@ -423,7 +426,7 @@ impl ZInode {
         };
         if u32::from(clusterbits) >> Z_EROFS_FRAGMENT_INODE_BIT != 0 {
             // The whole file is in the packed inode; the rest of the 8 bytes is the offset.
-            if !fragments || inode.nid == sb.packed_nid {
+            if !fragments {
                 return Err(Error::Corrupted);
             }
             zi.advise = Z_EROFS_ADVISE_FRAGMENT_PCLUSTER;
@@ -452,8 +455,7 @@ impl ZInode {
         if inode.datalayout == Layout::CompressedCompact && zi.big1() != zi.big2() {
             return Err(Error::Corrupted);
         }
-        // Fragments live in the packed inode, which cannot have one itself.
-        if zi.has_fragment() && (!fragments || inode.nid == sb.packed_nid) {
+        if zi.has_fragment() && !fragments {
             return Err(Error::Corrupted);
         }
         if (zi.idata_size != 0 || zi.has_fragment()) && inode.size != 0 {
@@ -620,7 +622,8 @@ impl ZInode {
         m.clusterofs = lo;
         m.delta[0] = 0;
         // The pack stores the block address of its first pcluster: count the pclusters (or
-        // their blocks) that start before entry `i` in this pack.
+        // their blocks) that start before entry `i` in this pack (at most 16 entries of at most
+        // 2047 blocks: no overflow).
         let mut nblk: u32 = if big { 0 } else { 1 };
         while i > 0 {
             i -= 1;
@@ -635,7 +638,7 @@ impl ZInode {
             } else if t == Z_EROFS_LCLUSTER_TYPE_NONHEAD {
                 if l & cblkcnt != 0 {
                     i -= 1;
-                    nblk += l & !cblkcnt;
+                    nblk = nblk.saturating_add(l & !cblkcnt);
                     continue;
                 }
                 // A big pcluster's first NONHEAD is CBLKCNT, so a plain delta[0] is >= 2.

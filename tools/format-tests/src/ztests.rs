@@ -1229,6 +1229,8 @@ fn compression_config() {
 const ZNID: u64 = 64;
 const ZHDR: usize = 2112;
 const ZIDX: usize = 2128;
+/// The packed inode's nid in the superblock of synthetic images (nothing is there).
+const ZPACKED: u64 = 100;
 
 /// A synthetic image: superblock with `incompat`, one extended compressed inode of `size`
 /// bytes and `layout` (1 = full indexes, 3 = compact), map header `hdr`, full `indexes`.
@@ -1238,6 +1240,7 @@ fn zsynth(incompat: u32, layout: u16, size: u64, hdr: [u8; 8], indexes: &[[u8; 8
     sb[0..4].copy_from_slice(&EROFS_SUPER_MAGIC_V1.to_le_bytes());
     sb[12] = 12;
     sb[80..84].copy_from_slice(&incompat.to_le_bytes());
+    sb[96..104].copy_from_slice(&ZPACKED.to_le_bytes());
     d[1024..1152].copy_from_slice(&sb);
     let p = (ZNID * 32) as usize;
     d[p..p + 2].copy_from_slice(&(1 | (layout << 1)).to_le_bytes());
@@ -1343,14 +1346,20 @@ fn synthetic_full_indexes_and_fragments() {
             }
         }
     }
-    // Without the FRAGMENTS feature: corrupted.
+    // Without the FRAGMENTS feature, without a packed inode, or in the packed inode: corrupted.
     let mut nf = d.clone();
     nf[1024 + 80..1024 + 84].copy_from_slice(&ZP.to_le_bytes());
-    let (src2, sb2, cfg2, inode2) = zopen(nf);
-    assert_eq!(
-        ZInode::read(&src2, &sb2, &cfg2, &inode2),
-        Err(Error::Corrupted)
-    );
+    let mut np = d.clone();
+    np[1024 + 96..1024 + 104].fill(0);
+    let mut inp = d.clone();
+    inp[1024 + 96..1024 + 104].copy_from_slice(&ZNID.to_le_bytes());
+    for bad in [nf, np, inp] {
+        let (src2, sb2, cfg2, inode2) = zopen(bad);
+        assert_eq!(
+            ZInode::read(&src2, &sb2, &cfg2, &inode2),
+            Err(Error::Corrupted)
+        );
+    }
 
     // The whole file in the packed inode (bit 63 of the header).
     let whole = (0x4242u64 | (1 << 63)).to_le_bytes();
@@ -2038,10 +2047,21 @@ fn synthetic_partial_reference() {
         d[10 * 4096 - c.len()..10 * 4096].copy_from_slice(&c);
         let (src, sb, cfg, inode) = zopen(d.clone());
         let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
-        for (off, mode) in [(100, ZMapMode::Full), (5000, ZMapMode::Read), (4096, ZMapMode::Full)] {
+        for (off, mode) in [
+            (100, ZMapMode::Full),
+            (5000, ZMapMode::Read),
+            (4096, ZMapMode::Full),
+        ] {
             let e = map_compressed(&src, &sb, &cfg, &zi, off, mode).unwrap();
-            assert_eq!((e.logical, e.length, e.partial_ref), (0, 8192, partial), "{off}");
-            assert_eq!((e.physical, e.plength, e.algorithm), (9 * 4096, 4096, Algorithm::Lz4));
+            assert_eq!(
+                (e.logical, e.length, e.partial_ref),
+                (0, 8192, partial),
+                "{off}"
+            );
+            assert_eq!(
+                (e.physical, e.plength, e.algorithm),
+                (9 * 4096, 4096, Algorithm::Lz4)
+            );
             let mut out = vec![0u8; 8192];
             let r = decompress_extent(&sb, &e, &d[9 * 4096..10 * 4096], &mut out);
             if partial || !e.full_mapped {

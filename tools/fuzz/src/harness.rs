@@ -658,7 +658,7 @@ fn check_zinode(sb: &SuperBlock, inode: &Inode, zi: &ZInode) {
     }
     if zi.advise & Z_EROFS_ADVISE_FRAGMENT_PCLUSTER != 0 {
         assert!(sb.has_incompat(EROFS_FEATURE_INCOMPAT_FRAGMENTS));
-        assert_ne!(inode.nid, sb.packed_nid);
+        assert!(sb.packed_nid != 0 && inode.nid != sb.packed_nid);
         assert_eq!(zi.idata_size, 0);
     }
     if zi.idata_size != 0 && inode.size != 0 {
