@@ -193,6 +193,25 @@ build_image() {
 # tree_manifest DIR: one line per entry (type, mode, ids, size, nlink, mtime, rdev, link target,
 # content hash, xattrs), walking with one Python process.
 tree_manifest() { $PY "$SELFTEST_DIR/treecmp.py" manifest "$1"; }
+# tree_manifests DIR OUT [DIR OUT]...: the manifest of each DIR into OUT, with one Python process
+# (each start costs about a second in the TCG guest); fails if any walk failed (named on stderr).
+tree_manifests() { $PY "$SELFTEST_DIR/treecmp.py" manifests "$@"; }
+
+# mkfs_erofs MKFS_ARGS... IMAGE TREE: mkfs.erofs, writing IMAGE first to a scratch directory on
+# /tmp's own filesystem, then moving it. mkfs.erofs 1.5 stages the data of chunk-based files
+# without --blobdev in a tmpfile() on /tmp and copies it into the image with copy_file_range(2);
+# when the image is on another filesystem that fails with EXDEV, which 1.5 reports as
+# "Could not format the device : [Error 5]" (it has no fallback).
+mkfs_erofs() {
+  local args=("$@") n=$# img stage rc
+  img=${args[n - 2]}
+  stage=$(mktemp -d /tmp/erofs_rs_mkfs.XXXXXX) || return 1
+  args[n - 2]=$stage/image
+  mkfs.erofs "${args[@]}" && mv "$stage/image" "$img"
+  rc=$?
+  rm -rf "$stage"
+  return $rc
+}
 
 # kernel log lines after the last "erofs_rs-selftest: MARK" line
 kmsg_since() { dmesg | awk -v m="erofs_rs-selftest: $1" 'index($0, m) { buf = ""; next } { buf = buf $0 "\n" } END { printf "%s", buf }'; }
