@@ -13,7 +13,7 @@ use crate::folio::LockedFolio;
 use crate::fscache::Cookie;
 use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
 use crate::{erofs_err, ffi, format, inode, Ops};
-use kernel::alloc::{flags::GFP_KERNEL, KVec};
+use kernel::alloc::{flags::GFP_KERNEL, KVVec, KVec};
 use kernel::ffi::c_int;
 use crate::{efscorrupted};
 use kernel::bindings;
@@ -123,6 +123,11 @@ fn read_run(run: &mut FolioRun) -> Result {
     // SAFETY: a file, directory or symlink inode of a mounted erofs_rs super block.
     let (info, ii) = unsafe { (SbInfo::from_sb((*inode).i_sb), inode::info(inode)?) };
     let raw = &ii.raw;
+    if raw.datalayout.is_compressed() {
+        // SAFETY: as above, `inode` is live and belongs to a mounted erofs_rs super block.
+        let sb = unsafe { (*inode).i_sb };
+        return read_run_compressed(run, sb, info, ii);
+    }
     let meta = info.meta()?;
     let src = MetaSource(meta);
     let mut off = 0u64;
@@ -217,6 +222,259 @@ fn read_run(run: &mut FolioRun) -> Result {
 }
 
 use format::Source as _;
+
+/// Where a pcluster held in [`ZScratch`] was read from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PclusterKey {
+    /// Inline in the metadata (ztailpacking), at `physical` of the primary device.
+    meta: bool,
+    device: u16,
+    physical: u64,
+    len: u64,
+}
+
+/// The buffers of one run over a compressed file: the last pcluster read (kept while the
+/// extents or lclusters of the run that come from it are decoded, so a readahead window reads
+/// each pcluster once) and the output of the extent being decoded.
+struct ZScratch {
+    pcluster: KVVec<u8>,
+    key: Option<PclusterKey>,
+    out: KVVec<u8>,
+}
+
+/// The first `n` bytes of `buf`, grown (with its old contents dropped) if it is shorter. With
+/// `whole_pages`, a new buffer is a whole number of pages long, so that it is page aligned
+/// (kmalloc'ed power-of-two sizes are naturally aligned, larger ones come from the page
+/// allocator or vmalloc) as direct I/O from the cache file needs.
+fn grow(buf: &mut KVVec<u8>, n: usize, whole_pages: bool) -> Result<&mut [u8]> {
+    if buf.len() < n {
+        let cap = if whole_pages {
+            n.checked_next_multiple_of(bindings::PAGE_SIZE).ok_or(EINVAL)?
+        } else {
+            n
+        };
+        // Free the old buffer before allocating the new one.
+        *buf = KVVec::new();
+        *buf = KVVec::from_elem(0u8, cap, GFP_KERNEL)?;
+    }
+    buf.get_mut(..n).ok_or(EINVAL)
+}
+
+/// The pcluster of `ext` (not a fragment): from `scratch` if it was the last one read, else
+/// read into it, from the metadata page cache for an inline pcluster, else from the blob of its
+/// device (routed by `mapped_blkaddr` as `erofs_map_dev` does) with one fscache read.
+fn load_pcluster<'a>(
+    buf: &'a mut KVVec<u8>,
+    key: &mut Option<PclusterKey>,
+    info: &SbInfo,
+    nid: u64,
+    ext: &format::ZExtent,
+) -> Result<&'a [u8]> {
+    let fsid = BStr(info.opts.fsid.as_bytes());
+    // `map_compressed` limits pclusters to 1 MiB.
+    let len = usize::try_from(ext.plength).map_err(|_| efscorrupted())?;
+    let (k, dev) = if ext.meta {
+        (PclusterKey { meta: true, device: 0, physical: ext.physical, len: ext.plength }, None)
+    } else {
+        let dev = format::map_device(&info.fs, &info.slots, false, 0, ext.physical).map_err(|e| {
+            erofs_err!("{}: nid {}: pcluster at {}: no such device", fsid, nid, ext.physical);
+            format_errno(e)
+        })?;
+        let limit = info.device_bytes.get(usize::from(dev.device)).copied().unwrap_or(0);
+        if limit != 0 && dev.physical.checked_add(ext.plength).map_or(true, |end| end > limit) {
+            erofs_err!(
+                "{}: nid {}: pcluster at {} (+{}) past the end of device {} ({} bytes)",
+                fsid,
+                nid,
+                dev.physical,
+                ext.plength,
+                dev.device,
+                limit
+            );
+            return Err(efscorrupted());
+        }
+        (
+            PclusterKey { meta: false, device: dev.device, physical: dev.physical, len: ext.plength },
+            Some(dev),
+        )
+    };
+    if *key != Some(k) {
+        *key = None;
+        let dst = grow(buf, len, true)?;
+        match dev {
+            None => MetaSource(info.meta()?).read_exact_kernel(ext.physical, dst),
+            Some(dev) => info.cookie(dev.device)?.read_into_buf(dev.physical, dst),
+        }
+        .inspect_err(|e| {
+            erofs_err!(
+                "{}: nid {}: reading the pcluster at {} (+{}) of device {} failed: {:?}",
+                fsid,
+                nid,
+                k.physical,
+                k.len,
+                k.device,
+                e
+            );
+        })?;
+        *key = Some(k);
+    }
+    buf.get(..len).ok_or(EINVAL)
+}
+
+/// Copies `n` bytes of the packed inode's data at `pos` into the run at `off`
+/// (`z_erofs_read_fragment`): a fragment, the tail (or all) of a compressed file.
+fn read_fragment(
+    run: &mut FolioRun,
+    off: u64,
+    n: u64,
+    sb: *mut bindings::super_block,
+    info: &SbInfo,
+    nid: u64,
+    pos: u64,
+) -> Result {
+    let fsid = BStr(info.opts.fsid.as_bytes());
+    let packed = inode::iget_ref(sb, info.fs.packed_nid).inspect_err(|e| {
+        erofs_err!("{}: nid {}: cannot read the packed inode {}: {:?}", fsid, nid, info.fs.packed_nid, e);
+    })?;
+    // SAFETY: a live inode of this super block (we hold a reference), set up by `iget`.
+    let pinfo = unsafe { inode::info(packed.as_ptr()) }?;
+    if pos.checked_add(n).map_or(true, |end| end > pinfo.raw.size) {
+        erofs_err!(
+            "{}: nid {}: fragment at {} (+{}) past the end of the packed inode ({} bytes)",
+            fsid,
+            nid,
+            pos,
+            n,
+            pinfo.raw.size
+        );
+        return Err(efscorrupted());
+    }
+    // SAFETY: as above.
+    let mapping = unsafe { (*packed.as_ptr()).i_mapping };
+    run.for_each(off, n, |folio, foff, len, done| {
+        folio.fill_with(foff, len, |dst, d2| {
+            // In range: `pos + n` does not overflow and `done + d2 + dst.len() <= n`.
+            let at = pos + done + d2 as u64;
+            // SAFETY: the packed inode, and so its mapping, lives while we hold `packed`.
+            unsafe { crate::folio::read_mapping_bytes(mapping, at, dst) }
+        })
+    })
+}
+
+/// `map_compressed` with a log line naming the inode on failure.
+fn zmap(info: &SbInfo, zi: &format::ZInode, offset: u64, mode: format::ZMapMode) -> Result<format::ZExtent> {
+    let src = MetaSource(info.meta()?);
+    format::map_compressed(&src, &info.fs, &info.compr, zi, offset, mode).map_err(|e| {
+        erofs_err!(
+            "{}: nid {}: cannot map compressed offset {}: {:?}",
+            BStr(info.opts.fsid.as_bytes()),
+            zi.inode.nid,
+            offset,
+            e
+        );
+        format_errno(e)
+    })
+}
+
+/// Fills a run of folios of a compressed file (`z_erofs_read_folio`, `z_erofs_readahead`).
+///
+/// Walks the run extent by extent (`ZMapMode::Read`, as C's read path; when the run reaches
+/// past the lcluster that mapping stops at, the whole extent is mapped once more in
+/// `ZMapMode::Full` so that the run's part of it is decoded in one go). Each extent is
+/// decoded from its start up to the end of the run (or of the extent, or EOF) into a
+/// buffer, and the run's part copied into the folios; its pcluster is read once per run
+/// (consecutive extents of one pcluster reuse it). Fragments come from the packed inode.
+fn read_run_compressed(
+    run: &mut FolioRun,
+    sb: *mut bindings::super_block,
+    info: &SbInfo,
+    ii: &inode::InodeInfo,
+) -> Result {
+    let raw = &ii.raw;
+    let nid = raw.nid;
+    let zi = ii.zinode(info)?;
+    let size = raw.size;
+    let want_end = run.start.checked_add(run.len).ok_or(EINVAL)?.min(size);
+    let mut scratch = ZScratch { pcluster: KVVec::new(), key: None, out: KVVec::new() };
+    let mut off = 0u64;
+    while off < run.len {
+        let lpos = run.start + off;
+        if lpos >= size {
+            break; // zeroed below
+        }
+        let mut ext = zmap(info, &zi, lpos, format::ZMapMode::Read)?;
+        // The format layer guarantees a mapped extent holding `lpos`.
+        let ext_end = ext.logical.checked_add(ext.length).ok_or(efscorrupted())?;
+        if !ext.mapped || ext.logical > lpos || ext_end <= lpos {
+            return Err(efscorrupted());
+        }
+        if ext_end < want_end && !ext.full_mapped && !ext.fragment {
+            // The same extent, to its end. If the full mapping fails (an extent too long to
+            // map at once) or disagrees, keep the read mapping: it is what C decodes.
+            if let Ok(full) = format::map_compressed(
+                &MetaSource(info.meta()?),
+                &info.fs,
+                &info.compr,
+                &zi,
+                lpos,
+                format::ZMapMode::Full,
+            ) {
+                let same = (full.logical, full.physical, full.plength, full.algorithm, full.meta, full.fragment)
+                    == (ext.logical, ext.physical, ext.plength, ext.algorithm, ext.meta, ext.fragment);
+                if same && full.mapped && full.length >= ext.length {
+                    ext = full;
+                }
+            }
+        }
+        let ext_end = ext.logical.checked_add(ext.length).ok_or(efscorrupted())?;
+        let piece_end = ext_end.min(want_end);
+        // `lpos < piece_end`: `lpos < ext_end` and `lpos < size`, `lpos < run end`.
+        let n = piece_end - lpos;
+        let skip = lpos - ext.logical;
+        if ext.fragment {
+            let pos = ext.physical.checked_add(skip).ok_or(efscorrupted())?;
+            read_fragment(run, off, n, sb, info, nid, pos)?;
+        } else {
+            let pcluster = load_pcluster(&mut scratch.pcluster, &mut scratch.key, info, nid, &ext)?;
+            // At most the extent's length, which `map_compressed` limits to 12 MiB.
+            let out_len = usize::try_from(piece_end - ext.logical).map_err(|_| efscorrupted())?;
+            let out = grow(&mut scratch.out, out_len, false)?;
+            format::decompress_extent(&info.fs, &ext, pcluster, out).map_err(|e| {
+                erofs_err!(
+                    "{}: nid {}: cannot decompress the extent at {} (+{}) from the pcluster at {} (+{}): {:?}",
+                    BStr(info.opts.fsid.as_bytes()),
+                    nid,
+                    ext.logical,
+                    out_len,
+                    ext.physical,
+                    ext.plength,
+                    e
+                );
+                format_errno(e)
+            })?;
+            let skip = usize::try_from(skip).map_err(|_| efscorrupted())?;
+            let part = out.get(skip..).ok_or(efscorrupted())?;
+            run.for_each(off, n, |folio, foff, len, done| {
+                let done = usize::try_from(done).map_err(|_| EINVAL)?;
+                let src = part.get(done..).and_then(|p| p.get(..len)).ok_or(EINVAL)?;
+                folio.fill_with(foff, len, |dst, d2| {
+                    let s = src.get(d2..).and_then(|p| p.get(..dst.len())).ok_or(EINVAL)?;
+                    dst.copy_from_slice(s);
+                    Ok(())
+                })
+            })?;
+        }
+        off += n;
+    }
+    // The bytes past EOF read as zeros.
+    let end = size.saturating_sub(run.start);
+    if end < run.len {
+        run.zero(end, run.len - end)?;
+    }
+    run.set_uptodate();
+    Ok(())
+}
+
 
 /// `address_space_operations.read_folio` of files, directories and symlinks.
 ///

@@ -95,6 +95,14 @@ extern "C" {
         start: i64,
         count: usize,
     );
+    pub(crate) fn erofs_rs_iter_kbuf(
+        iter: *mut bindings::iov_iter,
+        bv: *mut bindings::bio_vec,
+        nr: c_uint,
+        buf: *mut c_void,
+        len: usize,
+    ) -> c_int;
+    pub(crate) fn erofs_rs_kbuf_read_done(buf: *mut c_void, len: usize);
     pub(crate) fn erofs_rs_readahead_folio(rac: *mut bindings::readahead_control)
         -> *mut bindings::folio;
     pub(crate) fn erofs_rs_mapping_set_gfp_kernel(mapping: *mut bindings::address_space);

@@ -15,6 +15,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use crate::{eopnotsupp};
 use kernel::bindings;
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::error::{code::*, Error, Result};
 use kernel::str::CStr;
 use kernel::types::Opaque;
@@ -94,13 +95,70 @@ impl Cookie {
         len: usize,
     ) -> Result {
         let start = i64::try_from(start).map_err(|_| EIO)?;
-        let mut pos = i64::try_from(pos).map_err(|_| EIO)?;
-        let op = core::pin::pin!(ReadOp::new());
-        op.as_ref().init();
         let iter = Opaque::<bindings::iov_iter>::uninit();
         // SAFETY: `iter` is writable storage; the shim initialises it over the page cache range,
         // whose folios the caller keeps locked.
         unsafe { ffi::erofs_rs_iter_mapping(iter.get(), mapping, start, len) };
+        // SAFETY: `iter` is initialised and describes folios the caller keeps locked until we
+        // return (this function's contract).
+        unsafe { self.read_iter(pos, &iter) }
+    }
+
+    /// Reads `buf.len()` bytes at blob offset `pos` into `buf` and waits for the read to finish.
+    ///
+    /// `buf` should be page aligned and a whole number of pages long (e.g. a `KVVec` of such
+    /// a capacity): the cache reads with direct I/O, which refuses (`EIO`) memory not aligned
+    /// to the cache device's blocks. A read that finds part of the range cached and part not
+    /// is done piece by piece (see [`Cookie::read_iter`]).
+    pub(crate) fn read_into_buf(&self, pos: u64, buf: &mut [u8]) -> Result {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let pages = buf.len().div_ceil(bindings::PAGE_SIZE) + 1;
+        let mut bvecs = KVec::from_elem(bindings::bio_vec::default(), pages, GFP_KERNEL)?;
+        let nr = kernel::ffi::c_uint::try_from(pages).map_err(|_| EINVAL)?;
+        let iter = Opaque::<bindings::iov_iter>::uninit();
+        // SAFETY: `iter` is writable storage and `bvecs` has room for `nr` entries; `buf` is
+        // valid for `buf.len()` bytes. The shim checks that every page of `buf` has a
+        // `struct page` (linear map or vmalloc).
+        let ret = unsafe {
+            ffi::erofs_rs_iter_kbuf(
+                iter.get(),
+                bvecs.as_mut_ptr(),
+                nr,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        // SAFETY: `iter` is initialised over `bvecs`, which describe `buf`; both outlive the
+        // call, which waits for every read, and `buf` is borrowed mutably, so nothing else
+        // touches it meanwhile.
+        let r = unsafe { self.read_iter(pos, &iter) };
+        // SAFETY: `buf` is valid for its length; no read into it is in flight any more.
+        unsafe { ffi::erofs_rs_kbuf_read_done(buf.as_mut_ptr().cast(), buf.len()) };
+        r
+    }
+
+    /// Reads the blob from offset `pos` into the memory `iter` describes, until `iter` is
+    /// consumed, and waits for every read to finish (`erofs_fscache_read_io_async`).
+    ///
+    /// `prepare_ondemand_read` may shorten each step at a cached/uncached boundary (the part
+    /// not cached is first fetched by the daemon): the range is then read in several pieces,
+    /// each one `fscache_read` with its own completion, all counted by one [`ReadOp`] and
+    /// waited for before the cache operation ends. Each piece completes exactly once (C's
+    /// 6.12 pseudo-bio completes its bio once per piece).
+    ///
+    /// # Safety
+    ///
+    /// `iter` is initialised and describes memory nobody else reads, writes or frees until
+    /// this function returns.
+    unsafe fn read_iter(&self, pos: u64, iter: &Opaque<bindings::iov_iter>) -> Result {
+        let mut pos = i64::try_from(pos).map_err(|_| EIO)?;
+        let op = core::pin::pin!(ReadOp::new());
+        op.as_ref().init();
 
         let mut cres = ffi::CacheResources {
             ops: core::ptr::null(),
@@ -118,7 +176,7 @@ impl Cookie {
         // have completed: `op.finish()` waits for them.
         let mut result = Ok(());
         loop {
-            // SAFETY: `iter` was initialised above.
+            // SAFETY: `iter` is initialised (caller's guarantee).
             let orig = unsafe { ffi::erofs_rs_iov_iter_count(iter.get()) };
             if orig == 0 {
                 break;
@@ -135,9 +193,10 @@ impl Cookie {
             // SAFETY: `iter` is initialised and `n <= orig`.
             unsafe { ffi::erofs_rs_iov_iter_truncate(iter.get(), n) };
             op.pending.fetch_add(1, Ordering::AcqRel);
-            // SAFETY: `cres` is live, `iter` describes locked page-cache folios, and `op` outlives
-            // the read because `op.finish()` below waits for every `end_io` call. cachefiles calls
-            // `end_io` exactly once per call, also when it fails before submitting.
+            // SAFETY: `cres` is live, `iter` describes memory reserved for this read (caller's
+            // guarantee), and `op` outlives the read because `op.finish()` below waits for every
+            // `end_io` call. cachefiles calls `end_io` exactly once per call, also when it fails
+            // before submitting.
             let ret = unsafe {
                 ffi::erofs_rs_cache_read(
                     &mut cres,
@@ -160,7 +219,7 @@ impl Cookie {
             }
             // SAFETY: `iter` is initialised; `orig - n` bytes remain of the original range.
             unsafe { ffi::erofs_rs_iov_iter_reexpand(iter.get(), orig - n) };
-            // `n <= orig <= len`, and `len` fits the page cache range handed in.
+            // `n <= orig`, and the whole range fits the memory handed in.
             match i64::try_from(n).ok().and_then(|n| pos.checked_add(n)) {
                 Some(p) => pos = p,
                 None => {

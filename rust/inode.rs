@@ -7,13 +7,74 @@ use crate::super_::{format_errno, BStr, SbInfo, MetaSource};
 use crate::{data, dir, erofs_err, ffi, format, xattr, Ops};
 use core::ptr::NonNull;
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
-use crate::{efscorrupted, eopnotsupp};
+use crate::efscorrupted;
+use kernel::prelude::{pin_data, pin_init};
+use kernel::new_mutex;
+use kernel::sync::Mutex;
+use kernel::init::InPlaceInit;
 use kernel::bindings;
 use kernel::error::{code::*, Result};
 
-/// What erofs_rs keeps per inode, in `i_private`: the validated on-disk inode.
+/// What erofs_rs keeps per inode, in `i_private`: the validated on-disk inode and, for a
+/// compressed inode once it was first read, its map header (`format::ZInode`, C's
+/// `EROFS_I_Z_INITED` state).
+#[pin_data]
 pub(crate) struct InodeInfo {
     pub(crate) raw: format::Inode,
+    #[pin]
+    z: Mutex<Option<format::ZInode>>,
+}
+
+impl InodeInfo {
+    /// The map header of a compressed inode, read on first use (`z_erofs_fill_inode_lazy`).
+    ///
+    /// The header is read without the lock held (a read may wait for the daemon, and a second
+    /// reader must stay killable meanwhile); two first readers may both read it, and the
+    /// first to finish stores it. Errors are not cached: the next read tries again, as in C.
+    pub(crate) fn zinode(&self, info: &SbInfo) -> Result<format::ZInode> {
+        if let Some(z) = *self.z.lock() {
+            return Ok(z);
+        }
+        let meta = info.meta()?;
+        let z = format::ZInode::read(&MetaSource(meta), &info.fs, &info.compr, &self.raw).map_err(|e| {
+            erofs_err!(
+                "{}: nid {}: bad compressed inode header: {:?}",
+                BStr(info.opts.fsid.as_bytes()),
+                self.raw.nid,
+                e
+            );
+            format_errno(e)
+        })?;
+        let mut guard = self.z.lock();
+        Ok(*guard.get_or_insert(z))
+    }
+}
+
+/// A referenced inode, released (`iput`) on drop.
+///
+/// # Invariants
+///
+/// `self.0` is an inode we own a reference to.
+pub(crate) struct InodeRef(NonNull<bindings::inode>);
+
+impl InodeRef {
+    /// The inode.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::inode {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for InodeRef {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference (type invariant), dropped once, here.
+        unsafe { bindings::iput(self.0.as_ptr()) };
+    }
+}
+
+/// [`iget`] with the reference in an [`InodeRef`].
+pub(crate) fn iget_ref(sb: *mut bindings::super_block, nid: u64) -> Result<InodeRef> {
+    // INVARIANT: `iget` returns a referenced inode.
+    iget(sb, nid).map(InodeRef)
 }
 
 /// The `InodeInfo` of an erofs_rs file, directory or symlink inode.
@@ -43,18 +104,14 @@ fn fill(inode: *mut bindings::inode, info: &SbInfo, nid: u64) -> Result {
         erofs_err!("{}: bad inode nid {}: {:?}", BStr(info.opts.fsid.as_bytes()), nid, e);
         format_errno(e)
     })?;
-    if raw.datalayout.is_compressed() {
-        erofs_err!(
-            "{}: nid {}: compressed inodes are not supported yet",
-            BStr(info.opts.fsid.as_bytes()),
-            nid
-        );
-        return Err(eopnotsupp());
-    }
     let mode = u32::from(raw.mode);
     let blksz = info.fs.block_size() as u64;
     let size = i64::try_from(raw.size).map_err(|_| efscorrupted())?;
-    let blocks = raw.size.div_ceil(blksz).checked_mul(blksz / 512).ok_or(efscorrupted())?;
+    // As C: a compressed inode counts its compressed blocks (`i_u.compressed_blocks`), every
+    // other inode (and a compressed one that says 0) its size in blocks.
+    let nblks = if raw.datalayout.is_compressed() { u64::from(raw.raw_blkaddr) } else { 0 };
+    let blocks = if nblks != 0 { nblks } else { raw.size.div_ceil(blksz) };
+    let blocks = blocks.checked_mul(blksz / 512).ok_or(efscorrupted())?;
     let mtime = i64::try_from(raw.mtime).map_err(|_| efscorrupted())?;
 
     // SAFETY: `inode` is a new (I_NEW) inode that only we see until `unlock_new_inode`.
@@ -112,7 +169,10 @@ fn fill(inode: *mut bindings::inode, info: &SbInfo, nid: u64) -> Result {
             return Err(efscorrupted());
         }
     }
-    let boxed = KBox::new(InodeInfo { raw }, GFP_KERNEL)?;
+    let boxed = KBox::pin_init(pin_init!(InodeInfo { raw, z <- new_mutex!(None) }), GFP_KERNEL)?;
+    // SAFETY: the box is never moved out of: `evict_inode` drops it in place (`KBox::from_raw`),
+    // and only shared references are handed out meanwhile (`info`).
+    let boxed = unsafe { core::pin::Pin::into_inner_unchecked(boxed) };
     // SAFETY: as above; `evict_inode` frees the box.
     unsafe { (*inode).i_private = KBox::into_raw(boxed).cast() };
     Ok(())

@@ -7,6 +7,7 @@
  * symbol. Policy (what to read, how to react to a result) stays in Rust: see rust/fscache.rs and
  * rust/folio.rs for the safe wrappers that are the only users of these functions.
  */
+#include <linux/bvec.h>
 #include <linux/completion.h>
 #include <linux/fs.h>
 #include <linux/fscache.h>
@@ -19,6 +20,7 @@
 #include <linux/seq_file.h>
 #include <linux/statfs.h>
 #include <linux/uio.h>
+#include <linux/vmalloc.h>
 #include <linux/xattr.h>
 #include <linux/posix_acl_xattr.h>
 
@@ -165,6 +167,48 @@ void erofs_rs_iter_mapping(struct iov_iter *iter, struct address_space *mapping,
 			   loff_t start, size_t count)
 {
 	iov_iter_xarray(iter, ITER_DEST, &mapping->i_pages, start, count);
+}
+
+/*
+ * Describes the @len bytes of the kernel buffer @buf (linear-mapped, e.g. kmalloc'ed, or
+ * vmalloc'ed, e.g. kvmalloc'ed) as an ITER_DEST bvec iterator over @bv (room for @nr entries),
+ * for a direct-I/O read from the cache file. Returns -EINVAL if @bv is too small or a byte of
+ * @buf is neither linear-mapped nor vmalloc'ed.
+ */
+int erofs_rs_iter_kbuf(struct iov_iter *iter, struct bio_vec *bv, unsigned int nr, void *buf,
+		       size_t len)
+{
+	unsigned int i = 0;
+	size_t done = 0;
+
+	while (done < len) {
+		void *p = buf + done;
+		size_t off = offset_in_page(p);
+		size_t n = min_t(size_t, PAGE_SIZE - off, len - done);
+		struct page *page;
+
+		if (is_vmalloc_addr(p))
+			page = vmalloc_to_page(p);
+		else if (virt_addr_valid(p))
+			page = virt_to_page(p);
+		else
+			page = NULL;
+		if (i >= nr || !page)
+			return -EINVAL;
+		bvec_set_page(&bv[i++], page, n, off);
+		done += n;
+	}
+	if (is_vmalloc_addr(buf))
+		flush_kernel_vmap_range(buf, len);
+	iov_iter_bvec(iter, ITER_DEST, bv, i, len);
+	return 0;
+}
+
+/* After a read into @buf: its vmalloc alias may hold stale cache lines (no-op on x86). */
+void erofs_rs_kbuf_read_done(void *buf, size_t len)
+{
+	if (is_vmalloc_addr(buf))
+		invalidate_kernel_vmap_range(buf, len);
 }
 
 void erofs_rs_mapping_set_gfp_kernel(struct address_space *mapping)

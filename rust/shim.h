@@ -49,6 +49,8 @@ void erofs_rs_kunmap_local(const void *addr);
 struct folio *erofs_rs_read_mapping_folio(struct address_space *mapping, pgoff_t index);
 void erofs_rs_iter_mapping(struct iov_iter *iter, struct address_space *mapping, loff_t start, size_t count);
 void erofs_rs_mapping_set_gfp_kernel(struct address_space *mapping);
+int erofs_rs_iter_kbuf(struct iov_iter *iter, struct bio_vec *bv, unsigned int nr, void *buf, size_t len);
+void erofs_rs_kbuf_read_done(void *buf, size_t len);
 void erofs_rs_mapping_lockdep_shared_only(struct address_space *mapping);
 void erofs_rs_inode_set_owner(struct inode *inode, u32 uid, u32 gid);
 void erofs_rs_inode_set_fop(struct inode *inode, const struct file_operations *fop);

@@ -106,6 +106,9 @@ pub(crate) struct SbInfo {
     pub(crate) slots: KVec<format::DeviceSlot>,
     /// The validated on-disk superblock.
     pub(crate) fs: format::SuperBlock,
+    /// The compression configuration (`z_erofs_parse_cfgs`, read at every mount as in C:
+    /// LZ4 with the superblock's defaults unless the image has `COMPR_CFGS`).
+    pub(crate) compr: format::ComprConfig,
     /// Total blocks of all devices, for statfs.
     pub(crate) total_blocks: u64,
     /// Size in bytes of each device (0: the primary blob, then the extra devices), or 0 where
@@ -243,16 +246,70 @@ fn read_superblock(meta: &BlobCache, fsid: &[u8]) -> Result<format::SuperBlock> 
         erofs_err!("{}: invalid superblock checksum", BStr(fsid));
         return Err(Error::from_errno(-(bindings::EBADMSG as i32)));
     };
-    let unsupported = sb.unsupported_incompat();
+    let unsupported = sb.unsupported_incompat() & !COMPRESSION_INCOMPAT;
     if unsupported != 0 {
         erofs_err!(
-            "{}: incompatible feature {:#x} (compression) is not supported by erofs_rs yet",
+            "{}: incompatible feature {:#x} is not supported by erofs_rs yet",
             BStr(fsid),
             unsupported
         );
         return Err(eopnotsupp());
     }
     Ok(sb)
+}
+
+/// The incompat bits of compressed images, on top of `format::SUPPORTED_INCOMPAT`: big
+/// pclusters (and `COMPR_CFGS`, the same bit), the second HEAD type (the device-table bit),
+/// inline tail pclusters (ztailpacking), fragments (and deduplication, the same bit).
+/// Compressed files are read with LZ4 only: other algorithms refuse the mount in
+/// [`read_compr_config`].
+const COMPRESSION_INCOMPAT: u32 = format::EROFS_FEATURE_INCOMPAT_COMPR_CFGS
+    | format::EROFS_FEATURE_INCOMPAT_BIG_PCLUSTER
+    | format::EROFS_FEATURE_INCOMPAT_COMPR_HEAD2
+    | format::EROFS_FEATURE_INCOMPAT_ZTAILPACKING
+    | format::EROFS_FEATURE_INCOMPAT_FRAGMENTS
+    | format::EROFS_FEATURE_INCOMPAT_DEDUPE
+    | format::EROFS_FEATURE_INCOMPAT_ZERO_PADDING;
+
+/// The algorithm named by a `z_erofs` algorithm id, for log lines.
+fn algorithm_name(id: u8) -> &'static str {
+    match id {
+        format::Z_EROFS_COMPRESSION_LZ4 => "lz4",
+        format::Z_EROFS_COMPRESSION_LZMA => "lzma",
+        format::Z_EROFS_COMPRESSION_DEFLATE => "deflate",
+        format::Z_EROFS_COMPRESSION_ZSTD => "zstd",
+        _ => "unknown",
+    }
+}
+
+/// `z_erofs_parse_cfgs`: the compression configuration, read at every mount as C does (LZ4
+/// with defaults when the image has no `COMPR_CFGS`). An algorithm erofs_rs cannot decode
+/// (anything but LZ4) refuses the mount with `EOPNOTSUPP`, as C does for algorithms its kernel
+/// was built without; a malformed LZ4 record is `EINVAL` as in C.
+fn read_compr_config(meta: &BlobCache, fs: &format::SuperBlock, fsid: &[u8]) -> Result<format::ComprConfig> {
+    format::ComprConfig::read(&MetaSource(meta), fs).map_err(|e| match e {
+        format::ComprError::UnknownAlgorithms(bits) => {
+            erofs_err!("{}: unidentified algorithms {:x}, please upgrade kernel", BStr(fsid), bits);
+            eopnotsupp()
+        }
+        format::ComprError::UnsupportedAlgorithm(id) => {
+            erofs_err!(
+                "{}: compression algorithm {} ({}) is not supported by erofs_rs (only lz4)",
+                BStr(fsid),
+                algorithm_name(id),
+                id
+            );
+            eopnotsupp()
+        }
+        format::ComprError::Format(format::Error::Corrupted) => {
+            erofs_err!("{}: invalid lz4 compression configuration", BStr(fsid));
+            EINVAL
+        }
+        format::ComprError::Format(e) => {
+            erofs_err!("{}: cannot read the compression configuration: {:?}", BStr(fsid), e);
+            format_errno(e)
+        }
+    })
 }
 
 impl MetaSource<'_> {
@@ -385,6 +442,7 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
     let cookie = volume.cookie(fsid, true)?;
     let meta = BlobCache::new(sb, cookie, bindings::PAGE_SHIFT as u8)?;
     let fs = read_superblock(&meta, fsid)?;
+    let compr = read_compr_config(&meta, &fs, fsid)?;
     let Devices { cookies: devices, slots, total_blocks, sizes: device_bytes } =
         acquire_devices(&volume, &meta, &fs, &opts, fsid)?;
 
@@ -403,6 +461,7 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
             devices,
             slots,
             fs,
+            compr,
             total_blocks,
             device_bytes,
             flags: AtomicFlags::new(opts.flags),

@@ -9,6 +9,8 @@ KIND: dirent-nameoff     root directory: first dirent's name offset past the blo
       inode-size NAME    inode of NAME: size far past the image (flat layouts)
       inode-layout NAME  inode of NAME: a compressed data layout
       incompat-bit BIT   superblock: set feature_incompat bit(s) BIT (e.g. 0x80000000)
+      zindex NAME        compressed inode of NAME: its first 32 bytes of lcluster indexes
+                         (after the map header) set to 0xff
 Prints what it changed.
 """
 import os
@@ -117,6 +119,14 @@ def main():
         incompat, = struct.unpack("<I", img.read(1024 + 80, 4))
         img.write(1024 + 80, struct.pack("<I", incompat | bit))
         print(f"feature_incompat {incompat:#x} -> {incompat | bit:#x}")
+    elif kind == "zindex":
+        ino = img.inode(img.child(name)["nid"])
+        assert ino["layout"] in (1, 3), f"{name} is not compressed (layout {ino['layout']})"
+        pos = (ino["pos"] + ino["isize"] + ino["xsize"] + 7) // 8 * 8 + 8
+        if ino["layout"] == 1:
+            pos += 8    # full indexes start after 8 reserved bytes
+        img.write(pos, b"\xff" * 32)
+        print(f"{name}: 32 index bytes at {pos} -> 0xff")
     elif kind not in ("inode-format", "inode-size", "inode-layout"):
         raise SystemExit(__doc__)
     else:

@@ -5,8 +5,14 @@ under TCG).
 
 usage: treegen.py corpus DIR      every file type and the awkward cases (run as root)
        treegen.py bigdir DIR N    a directory of N empty files
+       treegen.py compressible DIR [TEXT_BYTES]
+                                  files that compress (text-like, zeros, repeats, mixed with
+                                  random blocks) at sizes around lcluster and pcluster edges,
+                                  plus DIR/text of TEXT_BYTES (default 1 MiB + 7) text-like
+                                  bytes; deterministic
 """
 import os
+import random
 import socket
 import struct
 import sys
@@ -86,6 +92,44 @@ def corpus(t):
     os.utime(t, ns=(1577836800 * 10**9, 1577836800 * 10**9))
 
 
+def text_bytes(n, seed=1):
+    """n bytes of deterministic text-like data (LZ4HC compresses it about 2:1). Past 256 KiB
+    it repeats rotated copies of its first 256 KiB: farther back than LZ4's 64 KiB window, so
+    it compresses no better, and it is quick to make under TCG."""
+    r = random.Random(seed)
+    words = ["".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(2, 9)))
+             for _ in range(2000)]
+    out = []
+    size = 0
+    while size < min(n, 262144):
+        w = r.choice(words)
+        out.append(w)
+        size += len(w) + 1
+    base = " ".join(out).encode() + b" "
+    parts, size, i = [], 0, 0
+    while size < n:
+        k = i * 4099 % len(base)
+        parts.append(base[k:] + base[:k])
+        size += len(base)
+        i += 1
+    return b"".join(parts)[:n]
+
+
+def compressible(t, text_size=1048576 + 7):
+    os.makedirs(t)
+    r = random.Random(2)
+    rnd = r.randbytes
+    for s in (1, 100, 4095, 4096, 4097, 65535, 65536, 65537, 200001):
+        write(f"{t}/text_{s}", text_bytes(s, seed=s))
+    write(f"{t}/text", text_bytes(text_size))
+    write(f"{t}/zeros", bytes(1048576 + 3))
+    write(f"{t}/repeat", b"0123456789abcdef-erofs_rs-" * 20000)
+    # 4 KiB random, 4 KiB text, ...: pclusters that do and do not compress, side by side
+    write(f"{t}/mixed", b"".join(rnd(4096) if i % 2 else text_bytes(4096, seed=100 + i)
+                                 for i in range(40)) + b"tail")
+    write(f"{t}/random", rnd(70001))
+
+
 def bigdir(t, n):
     os.makedirs(t)
     for i in range(1, n + 1):
@@ -95,6 +139,8 @@ def bigdir(t, n):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "corpus":
         corpus(sys.argv[2])
+    elif len(sys.argv) in (3, 4) and sys.argv[1] == "compressible":
+        compressible(sys.argv[2], *map(int, sys.argv[3:]))
     elif len(sys.argv) == 4 and sys.argv[1] == "bigdir":
         bigdir(sys.argv[2], int(sys.argv[3]))
     else:
