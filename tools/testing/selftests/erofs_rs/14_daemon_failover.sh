@@ -78,8 +78,7 @@ check "the new worker had no errors" test "$(stat_value errors)" = 0
 # The whole trees, also files nobody read yet, through both mounts.
 check "erofs_rs: late.bin after the failover" cmp -s "$W/rs/late.bin" "$W/tree/late.bin"
 check "erofs: late.bin after the failover" cmp -s "$W/ref/late.bin" "$W/tree/late.bin"
-tree_manifest "$W/rs" > "$W/rs.manifest"
-tree_manifest "$W/ref" > "$W/ref.manifest"
+tree_manifests "$W/rs" "$W/rs.manifest" "$W/ref" "$W/ref.manifest" || fail "walking the mounts failed"
 check "the whole tree after the failover: erofs_rs shows what erofs shows" cmp -s "$W/rs.manifest" "$W/ref.manifest"
 log "failover part: $(( $(now_ms) - t0 )) ms"
 

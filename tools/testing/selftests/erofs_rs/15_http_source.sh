@@ -37,8 +37,7 @@ start_daemon "" --source "$URL" --http-timeout 10
 t0=$(now_ms)
 mount_fs erofs_rs fsid=meta_rs,device=blob1 "$W/rs" || { cat "$W/daemon.log"; die "mount -t erofs_rs over HTTP failed"; }
 mount_fs erofs fsid=meta_ref,device=blob1 "$W/ref" || die "mount -t erofs over HTTP failed"
-tree_manifest "$W/rs" > "$W/rs.manifest" || fail "walking the erofs_rs mount failed"
-tree_manifest "$W/ref" > "$W/ref.manifest" || fail "walking the erofs mount failed"
+tree_manifests "$W/rs" "$W/rs.manifest" "$W/ref" "$W/ref.manifest" || fail "walking the mounts failed"
 log "both trees read over HTTP in $(( $(now_ms) - t0 )) ms"
 check "erofs_rs over HTTP shows what in-tree erofs shows" cmp -s "$W/rs.manifest" "$W/ref.manifest"
 check "random.bin over HTTP (erofs_rs)" test "$(read_file "$W/rs/random.bin" random.bin)" = "correct data"

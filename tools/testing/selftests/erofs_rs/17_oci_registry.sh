@@ -75,8 +75,7 @@ mount_fs erofs_rs "fsid=$META_A,device=sha256:$BLOB_A" "$W/rs" ||
   { cat "$W/daemon.log"; die "mount -t erofs_rs over the registry failed"; }
 mount_fs erofs "fsid=$META_B,device=sha256:$BLOB_B" "$W/ref" ||
   { tail -n 20 "$W/daemon.log"; die "mount -t erofs over the registry failed"; }
-tree_manifest "$W/rs" > "$W/rs.manifest" || fail "walking the erofs_rs mount failed"
-tree_manifest "$W/ref" > "$W/ref.manifest" || fail "walking the erofs mount failed"
+tree_manifests "$W/rs" "$W/rs.manifest" "$W/ref" "$W/ref.manifest" || fail "walking the mounts failed"
 log "both trees read from the registry in $(( $(now_ms) - t0 )) ms"
 check "erofs_rs over the registry shows what in-tree erofs shows" cmp -s "$W/rs.manifest" "$W/ref.manifest"
 check "random.bin from the registry (erofs_rs)" cmp -s "$W/rs/random.bin" "$W/tree/random.bin"

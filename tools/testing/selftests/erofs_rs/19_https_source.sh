@@ -122,8 +122,7 @@ check "the daemon says what it trusts" \
 t0=$(now_ms)
 mount_fs erofs_rs fsid=meta_rs,device=blob1 "$W/rs" || { cat "$W/daemon.log"; die "mount -t erofs_rs over https failed"; }
 mount_fs erofs fsid=meta_ref,device=blob1 "$W/ref" || { tail -n 20 "$W/daemon.log"; die "mount -t erofs over https failed"; }
-tree_manifest "$W/rs" > "$W/rs.manifest" || fail "walking the erofs_rs mount failed"
-tree_manifest "$W/ref" > "$W/ref.manifest" || fail "walking the erofs mount failed"
+tree_manifests "$W/rs" "$W/rs.manifest" "$W/ref" "$W/ref.manifest" || fail "walking the mounts failed"
 log "both trees read over https in $(( $(now_ms) - t0 )) ms"
 check "erofs_rs over https shows what in-tree erofs shows" cmp -s "$W/rs.manifest" "$W/ref.manifest"
 check "random.bin over https (erofs_rs)" test "$(read_file "$W/rs/random.bin" random.bin)" = "correct data"
