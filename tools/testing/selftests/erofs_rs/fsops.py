@@ -11,8 +11,13 @@ usage: fsops.py cycles TREE READ[,READ...] CASE...
     where an outcome is "correct data", "WRONG DATA" or the reader's error text (strerror), or
         LABEL: mount: ERROR     /     LABEL: umount: ERROR
     as the shell helpers of lib.sh print them. Exit 0 unless the arguments are wrong.
+
+usage: fsops.py mount-errno MOUNT...
+    MOUNT is TYPE|OPTIONS|MOUNTPOINT: mount(2) it and unmount it again; one line per mount with
+    "ok" or the name of the errno mount(2) failed with (EINVAL, EBADMSG, ...).
 """
 import ctypes
+import errno
 import os
 import sys
 
@@ -61,9 +66,23 @@ def cycles(tree, reads, cases):
             print("%s: umount: %s" % (label, err), flush=True)
 
 
+def mount_errnos(mounts):
+    for m in mounts:
+        fstype, opts, mnt = m.split("|", 2)
+        os.makedirs(mnt, exist_ok=True)
+        if libc.mount(b"none", mnt.encode(), fstype.encode(), 0, opts.encode()) == 0:
+            libc.umount2(mnt.encode(), 0)
+            print("ok", flush=True)
+        else:
+            e = ctypes.get_errno()
+            print(errno.errorcode.get(e, str(e)), flush=True)
+
+
 def main():
     if len(sys.argv) >= 5 and sys.argv[1] == "cycles":
         cycles(sys.argv[2], sys.argv[3].split(","), sys.argv[4:])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "mount-errno":
+        mount_errnos(sys.argv[2:])
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

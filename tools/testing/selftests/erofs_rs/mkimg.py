@@ -2,13 +2,14 @@
 # SPDX-License-Identifier: GPL-2.0
 """Write EROFS images that Debian's mkfs.erofs 1.5 cannot make, for the selftests.
 
-usage: mkimg.py OUTDIR [--blkszbits N] [--no-checksum] [--suffix S]
+usage: mkimg.py OUTDIR [--blkszbits N[,N...]] [--no-checksum] [--suffix S]
 
 Writes OUTDIR/meta (the primary device: superblock, device table, inodes, directories, small
 data) and OUTDIR/blob_a, blob_b, blob_c (three extra devices, device-table tags "blob_a" ...,
 so in-tree erofs and erofs_rs find their cookies by tag, without device= options; with
 --suffix S the files and tags are metaS, blob_aS, ...: images of several block sizes can share
-one blob directory), plus
+one blob directory; several block sizes at once (--blkszbits 9,12) write one image each,
+with suffix _N), plus
 OUTDIR/expected: the manifest (tools/testing/selftests/erofs_rs/treecmp.py format, without the
 readdir hash, directory sizes or inode numbers) the mounted tree must show.
 
@@ -424,12 +425,12 @@ def main():
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     out = args[0]
-    bits = 12
+    bits = [12]
     checksum = True
     i = 1
     while i < len(args):
         if args[i] == "--blkszbits":
-            bits = int(args[i + 1])
+            bits = [int(b) for b in args[i + 1].split(",")]
             i += 2
         elif args[i] == "--suffix":
             SUFFIX = args[i + 1]
@@ -440,9 +441,16 @@ def main():
         else:
             print("unknown argument %s" % args[i], file=sys.stderr)
             sys.exit(2)
-    if not 9 <= bits <= 12:
+    if not all(9 <= b <= 12 for b in bits):
         print("--blkszbits must be 9..12", file=sys.stderr)
         sys.exit(2)
+    for b in bits:
+        if len(bits) > 1:
+            SUFFIX = "_%d" % b
+        write_image(out, b, checksum)
+
+
+def write_image(out, bits, checksum):
     img = Image(bits, checksum)
     img.build()
     os.makedirs(out, exist_ok=True)
