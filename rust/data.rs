@@ -6,8 +6,11 @@
 //! piece by piece from the format layer's mappings: each mapped extent piece is read from the blob
 //! of its device with one fscache read (`Cookie::read_into_mapping`; on a cache miss, one READ
 //! request for the whole piece), holes and the space past EOF are zeroed, and inline tails are
-//! copied from the metadata blob. Folios are marked up to date only if the whole run succeeded,
-//! and each is unlocked exactly once (`LockedFolio`).
+//! copied from the metadata blob. Compressed files go through `read_run_compressed`: the run's
+//! extents mapped, their pclusters read (adjacent ones with one fscache read into a buffer) and
+//! decoded from each extent's start (see Documentation/design.md, "Compressed files"). Folios
+//! are marked up to date only if the whole run succeeded, and each is unlocked exactly once
+//! (`LockedFolio`).
 
 use crate::folio::LockedFolio;
 use crate::fscache::Cookie;
@@ -223,24 +226,29 @@ fn read_run(run: &mut FolioRun) -> Result {
 
 use format::Source as _;
 
-/// Where a pcluster held in [`ZScratch`] was read from.
+/// Where the data of one piece of a compressed run comes from.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct PclusterKey {
-    /// Inline in the metadata (ztailpacking), at `physical` of the primary device.
-    meta: bool,
-    device: u16,
-    physical: u64,
-    len: u64,
+enum PieceSource {
+    /// The packed inode (a fragment).
+    Fragment,
+    /// An inline pcluster (ztailpacking), in the metadata page cache.
+    Meta,
+    /// A pcluster on device `device` at byte `physical` (after `mapped_blkaddr` routing).
+    Device { device: u16, physical: u64 },
 }
 
-/// The buffers of one run over a compressed file: the last pcluster read (kept while the
-/// extents or lclusters of the run that come from it are decoded, so a readahead window reads
-/// each pcluster once) and the output of the extent being decoded.
-struct ZScratch {
-    pcluster: KVVec<u8>,
-    key: Option<PclusterKey>,
-    out: KVVec<u8>,
+/// One piece of a run over a compressed file: the run's bytes `[off, off + n)` come from
+/// the extent `ext`, whose data comes from `source`.
+struct Piece {
+    ext: format::ZExtent,
+    off: u64,
+    n: u64,
+    source: PieceSource,
 }
+
+/// At most this many bytes of adjacent pclusters are read in one fscache read (a single
+/// pcluster may be larger: up to 1 MiB).
+const MAX_BATCH: u64 = 1 << 20;
 
 /// The first `n` bytes of `buf`, grown (with its old contents dropped) if it is shorter. With
 /// `whole_pages`, a new buffer is a whole number of pages long, so that it is page aligned
@@ -260,65 +268,112 @@ fn grow(buf: &mut KVVec<u8>, n: usize, whole_pages: bool) -> Result<&mut [u8]> {
     buf.get_mut(..n).ok_or(EINVAL)
 }
 
-/// The pcluster of `ext` (not a fragment): from `scratch` if it was the last one read, else
-/// read into it, from the metadata page cache for an inline pcluster, else from the blob of its
-/// device (routed by `mapped_blkaddr` as `erofs_map_dev` does) with one fscache read.
-fn load_pcluster<'a>(
-    buf: &'a mut KVVec<u8>,
-    key: &mut Option<PclusterKey>,
-    info: &SbInfo,
-    nid: u64,
-    ext: &format::ZExtent,
-) -> Result<&'a [u8]> {
+/// Where the pcluster of `ext` lives (routed by `mapped_blkaddr` as `erofs_map_dev` does),
+/// refused as corrupt if it ends past its device.
+fn pcluster_source(info: &SbInfo, nid: u64, ext: &format::ZExtent) -> Result<PieceSource> {
+    if ext.fragment {
+        return Ok(PieceSource::Fragment);
+    }
+    if ext.meta {
+        return Ok(PieceSource::Meta);
+    }
     let fsid = BStr(info.opts.fsid.as_bytes());
-    // `map_compressed` limits pclusters to 1 MiB.
-    let len = usize::try_from(ext.plength).map_err(|_| efscorrupted())?;
-    let (k, dev) = if ext.meta {
-        (PclusterKey { meta: true, device: 0, physical: ext.physical, len: ext.plength }, None)
-    } else {
-        let dev = format::map_device(&info.fs, &info.slots, false, 0, ext.physical).map_err(|e| {
-            erofs_err!("{}: nid {}: pcluster at {}: no such device", fsid, nid, ext.physical);
-            format_errno(e)
-        })?;
-        let limit = info.device_bytes.get(usize::from(dev.device)).copied().unwrap_or(0);
-        if limit != 0 && dev.physical.checked_add(ext.plength).map_or(true, |end| end > limit) {
-            erofs_err!(
-                "{}: nid {}: pcluster at {} (+{}) past the end of device {} ({} bytes)",
-                fsid,
-                nid,
-                dev.physical,
-                ext.plength,
-                dev.device,
-                limit
-            );
-            return Err(efscorrupted());
+    let dev = format::map_device(&info.fs, &info.slots, false, 0, ext.physical).map_err(|e| {
+        erofs_err!("{}: nid {}: pcluster at {}: no such device", fsid, nid, ext.physical);
+        format_errno(e)
+    })?;
+    let limit = info.device_bytes.get(usize::from(dev.device)).copied().unwrap_or(0);
+    if limit != 0 && dev.physical.checked_add(ext.plength).map_or(true, |end| end > limit) {
+        erofs_err!(
+            "{}: nid {}: pcluster at {} (+{}) past the end of device {} ({} bytes)",
+            fsid,
+            nid,
+            dev.physical,
+            ext.plength,
+            dev.device,
+            limit
+        );
+        return Err(efscorrupted());
+    }
+    Ok(PieceSource::Device { device: dev.device, physical: dev.physical })
+}
+
+/// The pclusters read for a run: `buf` holds `len` bytes of device `device` from byte
+/// `start` (adjacent pclusters of the run, read with one fscache read), or an inline pcluster
+/// (`meta`).
+struct Batch {
+    buf: KVVec<u8>,
+    meta: bool,
+    device: u16,
+    start: u64,
+    len: u64,
+}
+
+impl Batch {
+    /// The bytes `[physical, physical + len)` of device `device` (or of the metadata with
+    /// `meta`) if the batch holds them.
+    fn get(&self, meta: bool, device: u16, physical: u64, len: u64) -> Option<&[u8]> {
+        if self.meta != meta || self.device != device || physical < self.start {
+            return None;
         }
-        (
-            PclusterKey { meta: false, device: dev.device, physical: dev.physical, len: ext.plength },
-            Some(dev),
-        )
+        let at = physical - self.start;
+        if at.checked_add(len)? > self.len {
+            return None;
+        }
+        let at = usize::try_from(at).ok()?;
+        self.buf.get(at..)?.get(..usize::try_from(len).ok()?)
+    }
+}
+
+/// The pcluster of `pieces[i]` (not a fragment): from `batch` if it holds it, else read into
+/// it: an inline pcluster from the metadata page cache, else the pcluster together with the
+/// pclusters of the next pieces that follow it on its device without a gap (at most
+/// [`MAX_BATCH`] bytes), in one fscache read, so that on a cache miss a readahead window
+/// costs one on-demand request per run of adjacent pclusters, not one per pcluster.
+fn load_pcluster<'a>(batch: &'a mut Batch, info: &SbInfo, nid: u64, pieces: &[Piece], i: usize) -> Result<&'a [u8]> {
+    let piece = pieces.get(i).ok_or(EINVAL)?;
+    let plen = piece.ext.plength;
+    let (meta, device, physical) = match piece.source {
+        PieceSource::Fragment => return Err(EINVAL),
+        PieceSource::Meta => (true, 0, piece.ext.physical),
+        PieceSource::Device { device, physical } => (false, device, physical),
     };
-    if *key != Some(k) {
-        *key = None;
-        let dst = grow(buf, len, true)?;
-        match dev {
-            None => MetaSource(info.meta()?).read_exact_kernel(ext.physical, dst),
-            Some(dev) => info.cookie(dev.device)?.read_into_buf(dev.physical, dst),
+    if batch.get(meta, device, physical, plen).is_none() {
+        let mut end = physical.checked_add(plen).ok_or(efscorrupted())?;
+        if !meta {
+            for next in pieces.iter().skip(i + 1) {
+                let PieceSource::Device { device: d, physical: p } = next.source else { break };
+                let Some(e) = p.checked_add(next.ext.plength) else { break };
+                // Adjacent, or the same pcluster again (partial references, lclusters).
+                if d != device || p < physical || p > end || e - physical > MAX_BATCH {
+                    break;
+                }
+                end = end.max(e);
+            }
+        }
+        let len = end - physical;
+        batch.len = 0;
+        let n = usize::try_from(len).map_err(|_| efscorrupted())?;
+        let dst = grow(&mut batch.buf, n, true)?;
+        if meta {
+            MetaSource(info.meta()?).read_exact_kernel(physical, dst)
+        } else {
+            info.cookie(device)?.read_into_buf(physical, dst)
         }
         .inspect_err(|e| {
             erofs_err!(
-                "{}: nid {}: reading the pcluster at {} (+{}) of device {} failed: {:?}",
-                fsid,
+                "{}: nid {}: reading pclusters at {} (+{}) of device {} failed: {:?}",
+                BStr(info.opts.fsid.as_bytes()),
                 nid,
-                k.physical,
-                k.len,
-                k.device,
+                physical,
+                len,
+                device,
                 e
             );
         })?;
-        *key = Some(k);
+        (batch.meta, batch.device, batch.start, batch.len) = (meta, device, physical, len);
     }
-    buf.get(..len).ok_or(EINVAL)
+    batch.get(meta, device, physical, plen).ok_or(EINVAL)
 }
 
 /// Copies `n` bytes of the packed inode's data at `pos` into the run at `off`
@@ -378,12 +433,12 @@ fn zmap(info: &SbInfo, zi: &format::ZInode, offset: u64, mode: format::ZMapMode)
 
 /// Fills a run of folios of a compressed file (`z_erofs_read_folio`, `z_erofs_readahead`).
 ///
-/// Walks the run extent by extent (`ZMapMode::Read`, as C's read path; when the run reaches
-/// past the lcluster that mapping stops at, the whole extent is mapped once more in
-/// `ZMapMode::Full` so that the run's part of it is decoded in one go). Each extent is
-/// decoded from its start up to the end of the run (or of the extent, or EOF) into a
-/// buffer, and the run's part copied into the folios; its pcluster is read once per run
-/// (consecutive extents of one pcluster reuse it). Fragments come from the packed inode.
+/// First the run is mapped extent by extent (`ZMapMode::Read`, as C's read path; when the run
+/// reaches past the lcluster that mapping stops at, the whole extent is mapped once more in
+/// `ZMapMode::Full` so that the run's part of it is decoded in one go). Then the pclusters are
+/// read, adjacent ones together (see [`load_pcluster`]), each extent is decoded from its start
+/// up to the end of the run (or of the extent, or EOF) into a buffer, and the run's part is
+/// copied into the folios. Fragments come from the packed inode.
 fn read_run_compressed(
     run: &mut FolioRun,
     sb: *mut bindings::super_block,
@@ -395,7 +450,7 @@ fn read_run_compressed(
     let zi = ii.zinode(info)?;
     let size = raw.size;
     let want_end = run.start.checked_add(run.len).ok_or(EINVAL)?.min(size);
-    let mut scratch = ZScratch { pcluster: KVVec::new(), key: None, out: KVVec::new() };
+    let mut pieces: KVec<Piece> = KVec::new();
     let mut off = 0u64;
     while off < run.len {
         let lpos = run.start + off;
@@ -427,44 +482,52 @@ fn read_run_compressed(
             }
         }
         let ext_end = ext.logical.checked_add(ext.length).ok_or(efscorrupted())?;
-        let piece_end = ext_end.min(want_end);
-        // `lpos < piece_end`: `lpos < ext_end` and `lpos < size`, `lpos < run end`.
-        let n = piece_end - lpos;
+        // `lpos < ext_end`, `lpos < size` and `lpos` is inside the run: `n > 0`.
+        let n = ext_end.min(want_end) - lpos;
+        let source = pcluster_source(info, nid, &ext)?;
+        pieces.push(Piece { ext, off, n, source }, GFP_KERNEL)?;
+        off += n;
+    }
+
+    let mut batch = Batch { buf: KVVec::new(), meta: false, device: 0, start: 0, len: 0 };
+    let mut out_buf = KVVec::new();
+    for i in 0..pieces.len() {
+        let Some(&Piece { ext, off, n, source }) = pieces.get(i) else { break };
+        let lpos = run.start + off;
         let skip = lpos - ext.logical;
-        if ext.fragment {
+        if source == PieceSource::Fragment {
             let pos = ext.physical.checked_add(skip).ok_or(efscorrupted())?;
             read_fragment(run, off, n, sb, info, nid, pos)?;
-        } else {
-            let pcluster = load_pcluster(&mut scratch.pcluster, &mut scratch.key, info, nid, &ext)?;
-            // At most the extent's length, which `map_compressed` limits to 12 MiB.
-            let out_len = usize::try_from(piece_end - ext.logical).map_err(|_| efscorrupted())?;
-            let out = grow(&mut scratch.out, out_len, false)?;
-            format::decompress_extent(&info.fs, &ext, pcluster, out).map_err(|e| {
-                erofs_err!(
-                    "{}: nid {}: cannot decompress the extent at {} (+{}) from the pcluster at {} (+{}): {:?}",
-                    BStr(info.opts.fsid.as_bytes()),
-                    nid,
-                    ext.logical,
-                    out_len,
-                    ext.physical,
-                    ext.plength,
-                    e
-                );
-                format_errno(e)
-            })?;
-            let skip = usize::try_from(skip).map_err(|_| efscorrupted())?;
-            let part = out.get(skip..).ok_or(efscorrupted())?;
-            run.for_each(off, n, |folio, foff, len, done| {
-                let done = usize::try_from(done).map_err(|_| EINVAL)?;
-                let src = part.get(done..).and_then(|p| p.get(..len)).ok_or(EINVAL)?;
-                folio.fill_with(foff, len, |dst, d2| {
-                    let s = src.get(d2..).and_then(|p| p.get(..dst.len())).ok_or(EINVAL)?;
-                    dst.copy_from_slice(s);
-                    Ok(())
-                })
-            })?;
+            continue;
         }
-        off += n;
+        let pcluster = load_pcluster(&mut batch, info, nid, &pieces, i)?;
+        // At most the extent's length, which `map_compressed` limits to 12 MiB.
+        let out_len = usize::try_from(skip + n).map_err(|_| efscorrupted())?;
+        let out = grow(&mut out_buf, out_len, false)?;
+        format::decompress_extent(&info.fs, &ext, pcluster, out).map_err(|e| {
+            erofs_err!(
+                "{}: nid {}: cannot decompress the extent at {} (+{}) from the pcluster at {} (+{}): {:?}",
+                BStr(info.opts.fsid.as_bytes()),
+                nid,
+                ext.logical,
+                out_len,
+                ext.physical,
+                ext.plength,
+                e
+            );
+            format_errno(e)
+        })?;
+        let skip = usize::try_from(skip).map_err(|_| efscorrupted())?;
+        let part = out.get(skip..).ok_or(efscorrupted())?;
+        run.for_each(off, n, |folio, foff, len, done| {
+            let done = usize::try_from(done).map_err(|_| EINVAL)?;
+            let src = part.get(done..).and_then(|p| p.get(..len)).ok_or(EINVAL)?;
+            folio.fill_with(foff, len, |dst, d2| {
+                let s = src.get(d2..).and_then(|p| p.get(..dst.len())).ok_or(EINVAL)?;
+                dst.copy_from_slice(s);
+                Ok(())
+            })
+        })?;
     }
     // The bytes past EOF read as zeros.
     let end = size.saturating_sub(run.start);
@@ -474,7 +537,6 @@ fn read_run_compressed(
     run.set_uptodate();
     Ok(())
 }
-
 
 /// `address_space_operations.read_folio` of files, directories and symlinks.
 ///

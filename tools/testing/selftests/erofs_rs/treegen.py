@@ -8,7 +8,7 @@ usage: treegen.py corpus DIR      every file type and the awkward cases (run as 
        treegen.py compressible DIR [TEXT_BYTES]
                                   files that compress (text-like, zeros, repeats, mixed with
                                   random blocks) at sizes around lcluster and pcluster edges,
-                                  plus DIR/text of TEXT_BYTES (default 1 MiB + 7) text-like
+                                  plus DIR/text of TEXT_BYTES (default 512 KiB + 7) text-like
                                   bytes; deterministic
 """
 import os
@@ -115,15 +115,15 @@ def text_bytes(n, seed=1):
     return b"".join(parts)[:n]
 
 
-def compressible(t, text_size=1048576 + 7):
+def compressible(t, text_size=524288 + 7):
     os.makedirs(t)
     r = random.Random(2)
     rnd = r.randbytes
     for s in (1, 100, 4095, 4096, 4097, 65535, 65536, 65537, 200001):
         write(f"{t}/text_{s}", text_bytes(s, seed=s))
     write(f"{t}/text", text_bytes(text_size))
-    write(f"{t}/zeros", bytes(1048576 + 3))
-    write(f"{t}/repeat", b"0123456789abcdef-erofs_rs-" * 20000)
+    write(f"{t}/zeros", bytes(262144 + 3))
+    write(f"{t}/repeat", b"0123456789abcdef-erofs_rs-" * 5000)
     # 4 KiB random, 4 KiB text, ...: pclusters that do and do not compress, side by side
     write(f"{t}/mixed", b"".join(rnd(4096) if i % 2 else text_bytes(4096, seed=100 + i)
                                  for i in range(40)) + b"tail")
