@@ -15,10 +15,12 @@
 //! validated directory block cannot fail afterwards, a mapping contains the offset it was asked
 //! for, ...). Every loop is bounded, so a hang can only come from the format layer.
 //!
-//! Compressed files are not read by the module yet: the `zmap` target mounts with compression
-//! allowed and reads them through `map_compressed` and `decompress_extent` the way the module
-//! will (`read_folio` of a compressed file: map each piece of the page, fetch the pcluster,
-//! decode from the extent's start), and the `lz4` target feeds raw input to the LZ4 decoder.
+//! Compressed files: the `zmap` target mounts with compression allowed, as the module does, and
+//! reads them through `map_compressed` and `decompress_extent` much as the module does
+//! (`read_folio` of a compressed file: map each piece of the page, fetch the pcluster, decode
+//! from the extent's start; one page at a time, without the module's batching of adjacent
+//! pclusters), and the `lz4` target feeds raw input to the LZ4 decoder. The other targets'
+//! `mount` still refuses compressed images, as the module did before it read them.
 //!
 //! This file is compiled into `tools/fuzz` (the libFuzzer targets and the stable driver) and into
 //! `tools/format-tests` (the regression tests): it only uses `crate::format` and `std`.
@@ -222,8 +224,8 @@ pub(crate) struct Mount {
     pub(crate) device_bytes: Vec<u64>,
     pub(crate) root: Inode,
     /// The compression configuration when mounted with compression allowed
-    /// ([`mount_compressed`]); `None` for the module's mount of today, which refuses
-    /// compressed images and inodes.
+    /// ([`mount_compressed`]); `None` for [`mount`], which refuses compressed images and
+    /// inodes (the module's mount before it read compressed files).
     pub(crate) cfg: Option<ComprConfig>,
     /// Directory blocks `(nid, block)` whose [`check_dirblock`] already ran (it is O(n log n)).
     checked: RefCell<HashSet<(u64, u64)>>,
