@@ -15,6 +15,10 @@ usage: fsops.py cycles TREE READ[,READ...] CASE...
 usage: fsops.py mount-errno MOUNT...
     MOUNT is TYPE|OPTIONS|MOUNTPOINT: mount(2) it and unmount it again; one line per mount with
     "ok" or the name of the errno mount(2) failed with (EINVAL, EBADMSG, ...).
+usage: fsops.py mount MOUNT...
+    the same, but the filesystems stay mounted.
+usage: fsops.py umount MOUNTPOINT...
+    umount(2) each; one line per mount point, "ok" or the errno name.
 """
 import ctypes
 import errno
@@ -66,23 +70,37 @@ def cycles(tree, reads, cases):
             print("%s: umount: %s" % (label, err), flush=True)
 
 
-def mount_errnos(mounts):
+def ename(e):
+    return errno.errorcode.get(e, str(e))
+
+
+def mount_errnos(mounts, keep):
     for m in mounts:
         fstype, opts, mnt = m.split("|", 2)
         os.makedirs(mnt, exist_ok=True)
         if libc.mount(b"none", mnt.encode(), fstype.encode(), 0, opts.encode()) == 0:
-            libc.umount2(mnt.encode(), 0)
+            if not keep:
+                libc.umount2(mnt.encode(), 0)
             print("ok", flush=True)
         else:
-            e = ctypes.get_errno()
-            print(errno.errorcode.get(e, str(e)), flush=True)
+            print(ename(ctypes.get_errno()), flush=True)
+
+
+def umounts(mnts):
+    for mnt in mnts:
+        if libc.umount2(mnt.encode(), 0) == 0:
+            print("ok", flush=True)
+        else:
+            print(ename(ctypes.get_errno()), flush=True)
 
 
 def main():
     if len(sys.argv) >= 5 and sys.argv[1] == "cycles":
         cycles(sys.argv[2], sys.argv[3].split(","), sys.argv[4:])
-    elif len(sys.argv) >= 3 and sys.argv[1] == "mount-errno":
-        mount_errnos(sys.argv[2:])
+    elif len(sys.argv) >= 3 and sys.argv[1] in ("mount-errno", "mount"):
+        mount_errnos(sys.argv[2:], sys.argv[1] == "mount")
+    elif len(sys.argv) >= 3 and sys.argv[1] == "umount":
+        umounts(sys.argv[2:])
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
