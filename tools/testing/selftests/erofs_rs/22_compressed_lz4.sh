@@ -14,7 +14,9 @@
 #     whole file; data checked, no hang, at least one READ per missing block (so the reads were
 #     split), no kernel report (the runner checks). In-tree erofs is not run on this image: its
 #     6.12 pseudo-bio is completed once per piece;
-#  3. corrupted compressed files (lcluster indexes, pcluster bytes): EUCLEAN, EIO or
+#  3. a whole-file fragment (patched in: mkfs.erofs 1.5 cannot write fragments) read from the
+#     packed inode, by erofs_rs and in-tree erofs;
+#  4. corrupted compressed files (lcluster indexes, pcluster bytes): EUCLEAN, EIO or
 #     EOPNOTSUPP with an erofs_rs log line naming the blob, no hang, the rest still reads.
 . "$(dirname "$0")/lib.sh"
 setup_work
@@ -185,6 +187,25 @@ if [ "$split_ref" = 1 ]; then
     log "in-tree erofs: mount of zsplit_c failed"
   fi
 fi
+
+# --- fragments (mkfs.erofs 1.5 cannot write them): a compressed file patched into a whole-file
+# fragment of another file, which becomes the packed inode; erofs_rs and in-tree erofs read it
+kmsg "fragments"
+mkdir -p "$W/fragtree"
+$PY -c '
+import os, sys
+t = sys.argv[1]
+c = b"".join(b"line %d of the fragment file\n" % i for i in range(700))
+open(os.path.join(t, "f"), "wb").write(c)
+open(os.path.join(t, "packed"), "wb").write(os.urandom(5000) + c)' "$W/fragtree"
+mkimage zfrag -zlz4 "$B/zfrag" "$W/fragtree"
+log "zfrag: $($PY "$SELFTEST_DIR/erofs_poke.py" "$B/zfrag" zfragment f packed 5000)"
+for fstype in erofs_rs erofs; do
+  mount_fs "$fstype" fsid=zfrag "$W/frag" || { fail "zfrag: $fstype mount failed"; kmsg_since fragments | tail -n 3 | sed 's/^/#   /'; continue; }
+  check "zfrag: $fstype reads the fragment file" cmp "$W/frag/f" "$W/fragtree/f"
+  check "zfrag: $fstype reads the packed inode as a file" cmp "$W/frag/packed" "$W/fragtree/packed"
+  check "zfrag: umount $fstype" umount_fs "$W/frag"
+done
 
 # --- corrupted compressed files
 corrupt() {  # corrupt NAME HOW: a corrupted copy of zgood as blob NAME

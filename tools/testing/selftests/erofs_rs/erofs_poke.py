@@ -11,6 +11,10 @@ KIND: dirent-nameoff     root directory: first dirent's name offset past the blo
       incompat-bit BIT   superblock: set feature_incompat bit(s) BIT (e.g. 0x80000000)
       zindex NAME        compressed inode of NAME: its first 32 bytes of lcluster indexes
                          (after the map header) set to 0xff
+      zfragment NAME PACKED OFFSET
+                         not a corruption: compressed NAME becomes a whole-file fragment at
+                         OFFSET of the data of PACKED, which becomes the packed inode
+                         (feature FRAGMENTS; mkfs.erofs 1.5 cannot write fragments)
 Prints what it changed.
 """
 import os
@@ -127,6 +131,18 @@ def main():
             pos += 8    # full indexes start after 8 reserved bytes
         img.write(pos, b"\xff" * 32)
         print(f"{name}: 32 index bytes at {pos} -> 0xff")
+    elif kind == "zfragment":
+        ino = img.inode(img.child(name)["nid"])
+        assert ino["layout"] in (1, 3), f"{name} is not compressed (layout {ino['layout']})"
+        packed = img.child(sys.argv[4])["nid"]
+        off = int(sys.argv[5])
+        pos = (ino["pos"] + ino["isize"] + ino["xsize"] + 7) // 8 * 8
+        # the map header: bit 63 (Z_EROFS_FRAGMENT_INODE_BIT of h_clusterbits) and the offset
+        img.write(pos, struct.pack("<Q", 1 << 63 | off))
+        incompat, = struct.unpack("<I", img.read(1024 + 80, 4))
+        img.write(1024 + 80, struct.pack("<I", incompat | 0x20))
+        img.write(1024 + 96, struct.pack("<Q", packed))
+        print(f"{name}: whole-file fragment at {off} of {sys.argv[4]} (nid {packed}, the packed inode)")
     elif kind not in ("inode-format", "inode-size", "inode-layout"):
         raise SystemExit(__doc__)
     else:
