@@ -188,6 +188,23 @@ if [ "$split_ref" = 1 ]; then
   fi
 fi
 
+# --- READ requests of a cold sequential read (--window 0: one READ per range the kernel asks
+# for), erofs_rs and in-tree erofs each on its own copy of the lz4 and big-pcluster images
+for img in z_lz4 z_big; do
+  cp "$B/$img" "$B/${img}_rq_rs"; cp "$B/$img" "$B/${img}_rq_c"
+  n=()
+  for fstype in erofs_rs erofs; do
+    blob=${img}_rq_rs; [ "$fstype" = erofs ] && blob=${img}_rq_c
+    mount_fs "$fstype" "fsid=$blob" "$W/rq" || { fail "$blob: $fstype mount failed"; continue; }
+    r0=$(stat_value reads)
+    cmp -s "$W/rq/z/text" "$t/z/text" || fail "$blob: $fstype read z/text wrong"
+    n+=($(($(stat_value reads) - r0)))
+    umount_fs "$W/rq" || fail "$blob: umount $fstype"
+  done
+  log "$img: a cold read of z/text ($(stat -c %s "$t/z/text") bytes): ${n[0]:-?} READ requests with erofs_rs, ${n[1]:-?} with in-tree erofs"
+  check "$img: erofs_rs needs at most twice the READ requests of in-tree erofs" test "${n[0]:-999}" -le $(( 2 * ${n[1]:-0} + 2 ))
+done
+
 # --- fragments (mkfs.erofs 1.5 cannot write them): a compressed file patched into a whole-file
 # fragment of another file, which becomes the packed inode; erofs_rs and in-tree erofs read it
 kmsg "fragments"
