@@ -1289,6 +1289,14 @@ impl Source for Counting {
     }
 }
 
+/// Maps `offset` of a synthetic compressed inode of three 4 KiB lclusters (plain map header)
+/// with lcluster indexes `indexes`.
+fn map_synth3(indexes: &[[u8; 8]], offset: u64, mode: ZMapMode) -> Result<ZExtent> {
+    let (src, sb, cfg, inode) = zopen(zsynth(ZP, 1, 3 * 4096, hdr(0, 0, 0, 0), indexes));
+    let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
+    map_compressed(&src, &sb, &cfg, &zi, offset, mode)
+}
+
 fn zopen(d: Vec<u8>) -> (Counting, SuperBlock, ComprConfig, Inode) {
     let sb = SuperBlock::parse(&d[1024..1152]).unwrap();
     let src = Counting(VecSource(d), Cell::new(0));
@@ -1514,63 +1522,39 @@ fn synthetic_hostile_index_chains() {
     assert_eq!((e.logical, e.length), (0, (11 << 20) + 4096));
 
     // delta[0] == 0: a NONHEAD pointing at itself.
-    let d = zsynth(
-        ZP,
-        1,
-        3 * 4096,
-        hdr(0, 0, 0, 0),
-        &[head(1, 0, 9), nonhead(0, 1), nonhead(1, 1)],
-    );
-    let (src, sb, cfg, inode) = zopen(d);
-    let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
     assert_eq!(
-        map_compressed(&src, &sb, &cfg, &zi, 4096, ZMapMode::Read),
+        map_synth3(
+            &[head(1, 0, 9), nonhead(0, 1), nonhead(1, 1)],
+            4096,
+            ZMapMode::Read
+        ),
         Err(Error::Corrupted)
     );
     assert_eq!(
-        map_compressed(&src, &sb, &cfg, &zi, 8192, ZMapMode::Read),
+        map_synth3(
+            &[head(1, 0, 9), nonhead(0, 1), nonhead(1, 1)],
+            8192,
+            ZMapMode::Read
+        ),
         Err(Error::Corrupted)
     );
     // The chain reaches back before lcluster 0.
-    let d = zsynth(
-        ZP,
-        1,
-        3 * 4096,
-        hdr(0, 0, 0, 0),
-        &[head(1, 0, 9), nonhead(5, 1), nonhead(1, 1)],
-    );
-    let (src, sb, cfg, inode) = zopen(d);
-    let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
     assert_eq!(
-        map_compressed(&src, &sb, &cfg, &zi, 4096, ZMapMode::Read),
+        map_synth3(
+            &[head(1, 0, 9), nonhead(5, 1), nonhead(1, 1)],
+            4096,
+            ZMapMode::Read
+        ),
         Err(Error::Corrupted)
     );
     // An offset before the clusterofs of lcluster 0's HEAD.
-    let d = zsynth(
-        ZP,
-        1,
-        3 * 4096,
-        hdr(0, 0, 0, 0),
-        &[head(1, 100, 9), nonhead(1, 1)],
-    );
-    let (src, sb, cfg, inode) = zopen(d);
-    let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
     assert_eq!(
-        map_compressed(&src, &sb, &cfg, &zi, 50, ZMapMode::Read),
+        map_synth3(&[head(1, 100, 9), nonhead(1, 1)], 50, ZMapMode::Read),
         Err(Error::Corrupted)
     );
     // clusterofs outside the lcluster.
-    let d = zsynth(
-        ZP,
-        1,
-        3 * 4096,
-        hdr(0, 0, 0, 0),
-        &[head(1, 4096, 9), nonhead(1, 1)],
-    );
-    let (src, sb, cfg, inode) = zopen(d);
-    let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
     assert_eq!(
-        map_compressed(&src, &sb, &cfg, &zi, 5000, ZMapMode::Read),
+        map_synth3(&[head(1, 4096, 9), nonhead(1, 1)], 5000, ZMapMode::Read),
         Err(Error::Corrupted)
     );
     // CBLKCNT without big pclusters; with them (feature and advice), a 3-block pcluster.
@@ -1681,21 +1665,20 @@ fn synthetic_hostile_index_chains() {
         Err(Error::Corrupted)
     );
     // Uncompressed pcluster shorter than its extent (an extent over 2 lclusters, 1 block).
-    let d = zsynth(
-        ZP,
-        1,
-        3 * 4096,
-        hdr(0, 0, 0, 0),
-        &[head(0, 0, 9), nonhead(1, 2), nonhead(2, 1)],
-    );
-    let (src, sb, cfg, inode) = zopen(d);
-    let zi = ZInode::read(&src, &sb, &cfg, &inode).unwrap();
     assert_eq!(
-        map_compressed(&src, &sb, &cfg, &zi, 8000, ZMapMode::Read),
+        map_synth3(
+            &[head(0, 0, 9), nonhead(1, 2), nonhead(2, 1)],
+            8000,
+            ZMapMode::Read
+        ),
         Err(Error::Corrupted)
     );
     assert_eq!(
-        map_compressed(&src, &sb, &cfg, &zi, 100, ZMapMode::Full),
+        map_synth3(
+            &[head(0, 0, 9), nonhead(1, 2), nonhead(2, 1)],
+            100,
+            ZMapMode::Full
+        ),
         Err(Error::Corrupted)
     );
     // Huge sizes: indexes past the end of the device are read errors, not panics.
