@@ -10,13 +10,15 @@
 //! extents mapped, their pclusters read (adjacent ones with one fscache read into a buffer) and
 //! decoded from each extent's start (see Documentation/design.md, "Compressed files"). Folios
 //! are marked up to date only if the whole run succeeded, and each is unlocked exactly once
-//! (`LockedFolio`).
+//! (`LockedFolio`). `read_folio` waits for its reads; `readahead` returns once its cache reads
+//! are issued and the last one to end finishes the window's folios ([`Window`]).
 
 use crate::folio::LockedFolio;
 use crate::fscache::Cookie;
 use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
 use crate::{erofs_err, ffi, format, inode, Ops};
-use kernel::alloc::{flags::GFP_KERNEL, KVVec, KVec};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use kernel::alloc::{flags::GFP_KERNEL, KBox, KVVec, KVec};
 use kernel::ffi::c_int;
 use crate::{efscorrupted};
 use kernel::bindings;
@@ -119,8 +121,20 @@ impl FolioRun {
     }
 }
 
-/// Fills a run of folios of a file, directory or symlink from the image.
-fn read_run(run: &mut FolioRun) -> Result {
+/// How [`read_run`] reads the extents that live on a device.
+#[derive(Clone, Copy)]
+enum Issue {
+    /// Each read is waited for (`read_folio`).
+    Wait,
+    /// Reads are started and counted in the window, which finishes the folios when the last one
+    /// ends (`readahead`).
+    Async(*mut Window),
+}
+
+/// Fills a run of folios of a file, directory or symlink from the image. The caller marks the
+/// folios up to date on success (with [`Issue::Async`], the window does, once every read has
+/// ended without error).
+fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
     // SAFETY: the mapping of locked folios has a live host inode.
     let inode = unsafe { (*run.mapping).host };
     // SAFETY: a file, directory or symlink inode of a mounted erofs_rs super block.
@@ -200,9 +214,30 @@ fn read_run(run: &mut FolioRun) -> Result {
                 return Err(efscorrupted());
             }
             let cookie = info.cookie(dev.device)?;
+            let len = usize::try_from(n).map_err(|_| efscorrupted())?;
+            if let Issue::Async(w) = issue {
+                // SAFETY: the submitter's count keeps the window alive; completions touch
+                // only its counters.
+                let (pending, failed) = unsafe { (&(*w).pending, &(*w).failed) };
+                if failed.load(Ordering::Acquire) {
+                    // An earlier read failed: read_folio retries the rest and reports.
+                    return Err(EIO);
+                }
+                pending.fetch_add(1, Ordering::AcqRel);
+                // One fscache read for the whole extent piece: on a cache miss, one READ
+                // request; the cache I/O completes in the background.
+                // SAFETY: `[lpos, lpos + n)` lies in folios of this run, which stay locked until
+                // the window's last count is dropped, after `window_read_done` for this read;
+                // the count taken above is that call's.
+                unsafe {
+                    cookie.read_into_mapping_async(phys, run.mapping, lpos, len, window_read_done, w.cast_const().cast())
+                };
+                off += n;
+                continue;
+            }
             // One fscache read for the whole extent piece: on a cache miss, one READ request.
             // SAFETY: `[lpos, lpos + n)` lies in folios of this run, which we hold locked.
-            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, n as usize) }.inspect_err(|e| {
+            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, len) }.inspect_err(|e| {
                 erofs_err!(
                     "{}: nid {}: reading device {} at {} failed: {:?}",
                     BStr(info.opts.fsid.as_bytes()),
@@ -220,8 +255,61 @@ fn read_run(run: &mut FolioRun) -> Result {
     if end < run.len {
         run.zero(end, run.len - end)?;
     }
-    run.set_uptodate();
     Ok(())
+}
+
+/// A readahead window whose reads are in flight (`struct erofs_fscache_rq`): its folios stay
+/// locked until the last read has ended, then, from that read's completion, they are marked
+/// up to date (if no read failed) and unlocked. So `readahead` returns once the cache I/O is
+/// issued, and the reader copies the window before this one while it runs, as with C's
+/// asynchronous readahead.
+///
+/// # Invariants
+///
+/// Lives on the heap (from `KBox::into_raw`) until `pending` drops to zero; whoever drops it to
+/// zero owns the window and frees it, which unlocks the folios. The submitter holds one count
+/// until it has issued every read: until then only it touches `run`; completions touch only
+/// `pending` and `failed`.
+struct Window {
+    run: FolioRun,
+    pending: AtomicUsize,
+    failed: AtomicBool,
+}
+
+/// Drops one count of a window; the last one finishes its folios.
+///
+/// # Safety
+///
+/// `w` is a live window (type invariant) and the caller owns one of its counts.
+unsafe fn window_put(w: *mut Window) {
+    // SAFETY: live while the caller's count is held; only the counter is borrowed.
+    if unsafe { &(*w).pending }.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    // SAFETY: that was the last count: the window is ours alone and came from `KBox::into_raw`.
+    let mut w = unsafe { KBox::from_raw(w) };
+    if !w.failed.load(Ordering::Acquire) {
+        w.run.set_uptodate();
+    }
+    // Unlocks every folio (marked up to date first if the window succeeded). Nothing of the
+    // super block is touched after this: each read ended its cache operation before its
+    // `done` call, so umount, which waits for these folio locks, may proceed.
+    drop(w);
+}
+
+/// [`crate::fscache::ReadDone`] of a window's reads: may run in interrupt context.
+///
+/// # Safety
+///
+/// `ctx` is a live window and the call owns the count taken for its read.
+unsafe fn window_read_done(ctx: *const kernel::ffi::c_void, result: Result) {
+    let w = ctx.cast::<Window>().cast_mut();
+    if result.is_err() {
+        // SAFETY: live while this call's count is held.
+        unsafe { &(*w).failed }.store(true, Ordering::Release);
+    }
+    // SAFETY: this call owns one count (caller's guarantee).
+    unsafe { window_put(w) };
 }
 
 use format::Source as _;
@@ -534,7 +622,6 @@ fn read_run_compressed(
     if end < run.len {
         run.zero(end, run.len - end)?;
     }
-    run.set_uptodate();
     Ok(())
 }
 
@@ -548,7 +635,12 @@ unsafe extern "C" fn data_read_folio(_file: *mut bindings::file, folio: *mut bin
     let Some(folio) = (unsafe { LockedFolio::from_raw(folio) }) else {
         return EINVAL.to_errno();
     };
-    match FolioRun::new(folio).and_then(|mut run| read_run(&mut run)) {
+    let r = FolioRun::new(folio).and_then(|mut run| {
+        read_run(&mut run, Issue::Wait)?;
+        run.set_uptodate();
+        Ok(())
+    });
+    match r {
         Ok(()) => 0,
         Err(e) => reader_errno(e),
     }
@@ -571,7 +663,8 @@ fn reader_errno(e: kernel::error::Error) -> c_int {
 }
 
 /// `address_space_operations.readahead` of files and directories: the whole window in as few
-/// fscache reads (so on-demand requests) as its extents allow.
+/// fscache reads (so on-demand requests) as its extents allow, completed asynchronously (see
+/// [`Window`]). Compressed files and inline tails are filled before this returns.
 ///
 /// # Safety
 ///
@@ -598,11 +691,24 @@ unsafe extern "C" fn data_readahead(rac: *mut bindings::readahead_control) {
             }
         }
     }
-    if let Some(mut r) = run {
-        // On error the folios are unlocked without being up to date: read_folio retries and
-        // reports the error to the reader.
-        let _ = read_run(&mut r);
+    let Some(run) = run else { return };
+    // On error the folios are unlocked without being up to date: read_folio retries and
+    // reports the error to the reader. (Without memory for the window, `run` is dropped here,
+    // which unlocks them the same way.)
+    let Ok(w) = KBox::new(Window { run, pending: AtomicUsize::new(1), failed: AtomicBool::new(false) }, GFP_KERNEL)
+    else {
+        return;
+    };
+    // INVARIANT: on the heap, with the submitter's count.
+    let w = KBox::into_raw(w);
+    // SAFETY: we hold the submitter's count: the window lives and `run` is ours alone.
+    let r = read_run(unsafe { &mut (*w).run }, Issue::Async(w));
+    if r.is_err() {
+        // SAFETY: as above.
+        unsafe { &(*w).failed }.store(true, Ordering::Release);
     }
+    // SAFETY: drops the submitter's count, which we own.
+    unsafe { window_put(w) };
 }
 
 /// Address space operations of blob page caches (metadata).

@@ -5,8 +5,11 @@
 //! This is erofs_rs's replacement for `erofs_fscache_read_io_async()` of fs/erofs/fscache.c: a
 //! blob range is read into the page cache by `prepare_ondemand_read` (which, on a cache miss, sends
 //! a READ request to the user daemon through `/dev/cachefiles` and waits for it) followed by
-//! `fscache_read` (direct I/O on the cache file). Unlike the C code, every read operation here is
-//! waited for and ended in one place, so its completion runs exactly once whatever the cache does.
+//! `fscache_read` (direct I/O on the cache file). A range is read either synchronously
+//! (`read_into_mapping`, `read_into_buf`: every piece waited for, then the operation ended) or
+//! asynchronously (`read_into_mapping_async`: the operation is ended, and the caller told, by
+//! whichever piece ends last). Either way each piece's completion is counted exactly once,
+//! however `prepare_ondemand_read` splits the range (C's 6.12 pseudo-bio completes more than once).
 
 use crate::ffi;
 use kernel::ffi::c_void;
@@ -15,7 +18,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use crate::{eopnotsupp};
 use kernel::bindings;
-use kernel::alloc::{flags::GFP_KERNEL, KVec};
+use kernel::alloc::{flags::GFP_KERNEL, KBox, KVec};
 use kernel::error::{code::*, Error, Result};
 use kernel::str::CStr;
 use kernel::types::Opaque;
@@ -232,6 +235,196 @@ impl Cookie {
         // SAFETY: no read on `cres` is in flight any more (`finish` waited for all of them).
         unsafe { ffi::erofs_rs_end_operation(&mut cres) };
         result.and(io_result)
+    }
+}
+
+/// Called exactly once with the result of a [`Cookie::read_into_mapping_async`] call: either
+/// before that call returns, or later from the I/O completion, which may run in interrupt
+/// context, so it must not sleep.
+pub(crate) type ReadDone = unsafe fn(ctx: *const c_void, result: Result);
+
+/// One asynchronous read into the page cache: its cache operation, the iterator over its range,
+/// and the count of its `fscache_read()` calls still in flight (`struct erofs_fscache_io`).
+///
+/// # Invariants
+///
+/// Lives on the heap (from `KBox::into_raw`) until `pending` drops to zero. Until then `cres`
+/// holds a begun cache operation. Whoever drops `pending` to zero owns the object: it ends the
+/// cache operation, frees the object and calls `done(ctx, ...)`, each exactly once. The
+/// submitter holds one count until it has issued every read, so only it touches `cres` and
+/// `iter` meanwhile; completions touch only `pending` and `error`.
+struct AsyncRead {
+    cres: ffi::CacheResources,
+    iter: Opaque<bindings::iov_iter>,
+    pending: AtomicUsize,
+    /// First error reported by a read, as a negative errno, or 0.
+    error: AtomicI32,
+    done: ReadDone,
+    ctx: *const c_void,
+}
+
+impl AsyncRead {
+    /// Drops one count; the last one ends the cache operation, frees the object and reports.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a live `AsyncRead` (type invariant) and the caller owns one of its counts.
+    unsafe fn put(this: *mut AsyncRead) {
+        // SAFETY: live while the caller's count is held (caller's guarantee); only the field is
+        // borrowed, which completions share.
+        if unsafe { &(*this).pending }.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // SAFETY: the count was the last one: nobody else refers to the object any more, and it
+        // came from `KBox::into_raw` (type invariant).
+        let mut this = unsafe { KBox::from_raw(this) };
+        // SAFETY: the operation was begun and every read on it has ended; ended once, here.
+        unsafe { ffi::erofs_rs_end_operation(&mut this.cres) };
+        let result = match this.error.load(Ordering::Acquire) {
+            0 => Ok(()),
+            e => Err(Error::from_errno(e)),
+        };
+        let (done, ctx) = (this.done, this.ctx);
+        drop(this);
+        // SAFETY: called once, as `read_into_mapping_async`'s caller was promised.
+        unsafe { done(ctx, result) };
+    }
+
+    /// `netfs_io_terminated_t` of asynchronous reads: once per `fscache_read()` call.
+    ///
+    /// # Safety
+    ///
+    /// Only the kernel calls this, with the arguments its C contract describes.
+    unsafe extern "C" fn end_io(priv_: *mut c_void, transferred_or_error: isize, _was_async: bool) {
+        let this = priv_.cast::<AsyncRead>();
+        if transferred_or_error < 0 {
+            // SAFETY: the read holds a count of the `AsyncRead` passed to `fscache_read()`.
+            let error = unsafe { &(*this).error };
+            // The value is a negative errno, so it fits in an i32.
+            let _ = error.compare_exchange(0, transferred_or_error as i32, Ordering::AcqRel, Ordering::Acquire);
+        }
+        // SAFETY: this call owns the count taken for its read.
+        unsafe { AsyncRead::put(this) };
+    }
+}
+
+impl Cookie {
+    /// Starts reading `len` bytes at blob offset `pos` into the page cache of `mapping` at file
+    /// offset `start`, and returns without waiting for the cache I/O (`erofs_fscache_read_io_async`).
+    ///
+    /// On a cache miss this still waits for the daemon to fetch the range (inside
+    /// `prepare_ondemand_read`); only the reads from the cache file complete later. A range that
+    /// is part cached and part not is read in pieces, as [`Cookie::read_iter`] does. When every
+    /// read has ended, `done(ctx, result)` is called exactly once, possibly before this returns,
+    /// possibly in interrupt context.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock of every folio of `mapping` covering `[start, start + len)`
+    /// until `done` is called, and `done` is safe to call with `ctx`.
+    pub(crate) unsafe fn read_into_mapping_async(
+        &self,
+        pos: u64,
+        mapping: *mut bindings::address_space,
+        start: u64,
+        len: usize,
+        done: ReadDone,
+        ctx: *const c_void,
+    ) {
+        let (Ok(mut pos), Ok(start)) = (i64::try_from(pos), i64::try_from(start)) else {
+            // SAFETY: `done` takes `ctx` (caller's guarantee); called once, here.
+            unsafe { done(ctx, Err(EIO)) };
+            return;
+        };
+        let new = AsyncRead {
+            cres: ffi::CacheResources {
+                ops: core::ptr::null(),
+                cache_priv: core::ptr::null_mut(),
+                cache_priv2: core::ptr::null_mut(),
+                debug_id: 0,
+                inval_counter: 0,
+            },
+            iter: Opaque::uninit(),
+            pending: AtomicUsize::new(1),
+            error: AtomicI32::new(0),
+            done,
+            ctx,
+        };
+        let mut a = match KBox::new(new, GFP_KERNEL) {
+            Ok(a) => a,
+            Err(_) => {
+                // SAFETY: as above.
+                unsafe { done(ctx, Err(ENOMEM)) };
+                return;
+            }
+        };
+        // SAFETY: `cres` is zeroed storage for a `netfs_cache_resources` and the cookie is in use.
+        let ret = unsafe { ffi::erofs_rs_begin_read(&mut a.cres, self.0.as_ptr()) };
+        if ret != 0 {
+            drop(a);
+            // SAFETY: as above.
+            unsafe { done(ctx, Err(Error::from_errno(ret))) };
+            return;
+        }
+        // SAFETY: `iter` is writable storage; the shim initialises it over the page cache range,
+        // whose folios the caller keeps locked until `done`.
+        unsafe { ffi::erofs_rs_iter_mapping(a.iter.get(), mapping, start, len) };
+        // INVARIANT: on the heap, with the operation begun and the submitter's count.
+        let a = KBox::into_raw(a);
+        // SAFETY: we hold the submitter's count, so `a` lives; completions touch only `pending`
+        // and `error`, so these two fields are ours alone until `put` below.
+        let (cres, iter) = unsafe { (&mut (*a).cres as *mut ffi::CacheResources, (*a).iter.get()) };
+        let fail = |e: Error| {
+            // SAFETY: `a` lives (submitter's count).
+            let error = unsafe { &(*a).error };
+            let _ = error.compare_exchange(0, e.to_errno(), Ordering::AcqRel, Ordering::Acquire);
+        };
+        loop {
+            // SAFETY: `iter` is initialised.
+            let orig = unsafe { ffi::erofs_rs_iov_iter_count(iter) };
+            if orig == 0 {
+                break;
+            }
+            let mut n = orig;
+            // SAFETY: `cres` was set up by a successful begin_read. On a hole this sleeps
+            // (killably) until the daemon has answered.
+            let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, pos, &mut n) };
+            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 || n > orig {
+                crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
+                fail(EIO);
+                break;
+            }
+            // SAFETY: `iter` is initialised and `n <= orig`.
+            unsafe { ffi::erofs_rs_iov_iter_truncate(iter, n) };
+            // SAFETY: `a` lives (submitter's count); the new count is the read's.
+            unsafe { &(*a).pending }.fetch_add(1, Ordering::AcqRel);
+            // SAFETY: `cres` is live, `iter` describes locked folios reserved for this read
+            // (caller's guarantee), and the read's count keeps `a` alive until its `end_io`, which
+            // cachefiles calls exactly once per call, also when it fails before submitting.
+            let ret = unsafe { ffi::erofs_rs_cache_read(cres, pos, iter, AsyncRead::end_io, a.cast()) };
+            if ret != 0 && ret != -(bindings::EIOCBQUEUED as i32) {
+                crate::erofs_err!("blob read at {} failed: {}", pos, ret);
+                fail(Error::from_errno(ret));
+                break;
+            }
+            // SAFETY: `iter` is initialised.
+            if unsafe { ffi::erofs_rs_iov_iter_count(iter) } != 0 {
+                // fscache_read() consumes the whole (truncated) iterator or fails.
+                fail(EIO);
+                break;
+            }
+            // SAFETY: `iter` is initialised; `orig - n` bytes remain of the original range.
+            unsafe { ffi::erofs_rs_iov_iter_reexpand(iter, orig - n) };
+            match i64::try_from(n).ok().and_then(|n| pos.checked_add(n)) {
+                Some(p) => pos = p,
+                None => {
+                    fail(EIO);
+                    break;
+                }
+            }
+        }
+        // SAFETY: drops the submitter's count, which we own.
+        unsafe { AsyncRead::put(a) };
     }
 }
 
