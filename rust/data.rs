@@ -14,7 +14,7 @@
 //! are issued and the last one to end finishes the window's folios ([`Window`]).
 
 use crate::folio::LockedFolio;
-use crate::fscache::Cookie;
+use crate::fscache::{Cookie, OnDone};
 use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
 use crate::{erofs_err, ffi, format, inode, Ops};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ fn meta_read(folio: &mut LockedFolio) -> Result {
     let cookie = unsafe { (*(*mapping).host).i_private.cast::<Cookie>().as_ref() }.ok_or(EIO)?;
     let pos = folio.pos();
     // SAFETY: the whole folio is ours to fill: it is locked.
-    unsafe { cookie.read_into_mapping(pos, mapping, pos, folio.size())? };
+    unsafe { cookie.read_into_mapping(pos, mapping, pos, folio.size(), 0)? };
     folio.set_uptodate();
     Ok(())
 }
@@ -215,6 +215,7 @@ fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
             }
             let cookie = info.cookie(dev.device)?;
             let len = usize::try_from(n).map_err(|_| efscorrupted())?;
+            let ask = info.fetch_bytes();
             if let Issue::Async(w) = issue {
                 // SAFETY: the submitter's count keeps the window alive; completions touch
                 // only its counters.
@@ -230,14 +231,21 @@ fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
                 // the window's last count is dropped, after `window_read_done` for this read;
                 // the count taken above is that call's.
                 unsafe {
-                    cookie.read_into_mapping_async(phys, run.mapping, lpos, len, window_read_done, w.cast_const().cast())
+                    cookie.read_into_mapping_async(
+                        phys,
+                        run.mapping,
+                        lpos,
+                        len,
+                        ask,
+                        OnDone { done: window_read_done, ctx: w.cast_const().cast() },
+                    )
                 };
                 off += n;
                 continue;
             }
             // One fscache read for the whole extent piece: on a cache miss, one READ request.
             // SAFETY: `[lpos, lpos + n)` lies in folios of this run, which we hold locked.
-            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, len) }.inspect_err(|e| {
+            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, len, ask) }.inspect_err(|e| {
                 erofs_err!(
                     "{}: nid {}: reading device {} at {} failed: {:?}",
                     BStr(info.opts.fsid.as_bytes()),
@@ -446,7 +454,7 @@ fn load_pcluster<'a>(batch: &'a mut Batch, info: &SbInfo, nid: u64, pieces: &[Pi
         if meta {
             MetaSource(info.meta()?).read_exact_kernel(physical, dst)
         } else {
-            info.cookie(device)?.read_into_buf(physical, dst)
+            info.cookie(device)?.read_into_buf(physical, dst, info.fetch_bytes())
         }
         .inspect_err(|e| {
             erofs_err!(

@@ -71,6 +71,7 @@ extern "C" {
         priv_: *mut c_void,
     ) -> c_int;
     pub(crate) fn erofs_rs_end_operation(cres: *mut CacheResources);
+    pub(crate) fn erofs_rs_cookie_object_size(cookie: *const FscacheCookie) -> i64;
     pub(crate) fn erofs_rs_iov_iter_count(iter: *const bindings::iov_iter) -> usize;
     pub(crate) fn erofs_rs_iov_iter_truncate(iter: *mut bindings::iov_iter, count: usize);
     pub(crate) fn erofs_rs_iov_iter_reexpand(iter: *mut bindings::iov_iter, count: usize);

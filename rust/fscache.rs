@@ -83,8 +83,28 @@ impl Cookie {
         NonNull::new(c).map(Self).ok_or(EINVAL)
     }
 
+    /// The length to pass `prepare_ondemand_read` at blob offset `pos` when `want` bytes are to
+    /// be read: `want`, widened to `ask` (`fetch_kb=`) but not past the end of the blob as the
+    /// daemon declared it in its copen reply (never widened when that size is unknown).
+    ///
+    /// cachefiles only fetches when `pos` itself is not cached, and then the whole asked range
+    /// (or up to the first cached byte): so a widened ask costs nothing on a cache hit, and on
+    /// a miss makes one larger READ in place of several small ones as the reader goes on.
+    fn ask_len(&self, pos: i64, want: usize, ask: u64) -> usize {
+        if u64::try_from(want).map_or(true, |w| w >= ask) {
+            return want;
+        }
+        // SAFETY: the cookie is acquired (type invariant); the shim only reads a field.
+        let size = unsafe { ffi::erofs_rs_cookie_object_size(self.0.as_ptr()) };
+        match size.checked_sub(pos).and_then(|room| u64::try_from(room).ok()) {
+            Some(room) => usize::try_from(ask.min(room)).map_or(want, |n| n.max(want)),
+            None => want,
+        }
+    }
+
     /// Reads `len` bytes at blob offset `pos` into the page cache of `mapping`, at file offset
-    /// `start`, and waits for the read to finish.
+    /// `start`, and waits for the read to finish. On a cache miss at least `ask` bytes are asked
+    /// of the daemon (see [`Cookie::ask_len`]).
     ///
     /// # Safety
     ///
@@ -96,6 +116,7 @@ impl Cookie {
         mapping: *mut bindings::address_space,
         start: u64,
         len: usize,
+        ask: u64,
     ) -> Result {
         let start = i64::try_from(start).map_err(|_| EIO)?;
         let iter = Opaque::<bindings::iov_iter>::uninit();
@@ -104,7 +125,7 @@ impl Cookie {
         unsafe { ffi::erofs_rs_iter_mapping(iter.get(), mapping, start, len) };
         // SAFETY: `iter` is initialised and describes folios the caller keeps locked until we
         // return (this function's contract).
-        unsafe { self.read_iter(pos, &iter) }
+        unsafe { self.read_iter(pos, &iter, ask) }
     }
 
     /// Reads `buf.len()` bytes at blob offset `pos` into `buf` and waits for the read to finish.
@@ -113,7 +134,7 @@ impl Cookie {
     /// a capacity): the cache reads with direct I/O, which refuses (`EIO`) memory not aligned
     /// to the cache device's blocks. A read that finds part of the range cached and part not
     /// is done piece by piece (see [`Cookie::read_iter`]).
-    pub(crate) fn read_into_buf(&self, pos: u64, buf: &mut [u8]) -> Result {
+    pub(crate) fn read_into_buf(&self, pos: u64, buf: &mut [u8], ask: u64) -> Result {
         if buf.is_empty() {
             return Ok(());
         }
@@ -139,7 +160,7 @@ impl Cookie {
         // SAFETY: `iter` is initialised over `bvecs`, which describe `buf`; both outlive the
         // call, which waits for every read, and `buf` is borrowed mutably, so nothing else
         // touches it meanwhile.
-        let r = unsafe { self.read_iter(pos, &iter) };
+        let r = unsafe { self.read_iter(pos, &iter, ask) };
         // SAFETY: `buf` is valid for its length; no read into it is in flight any more.
         unsafe { ffi::erofs_rs_kbuf_read_done(buf.as_mut_ptr().cast(), buf.len()) };
         r
@@ -158,7 +179,7 @@ impl Cookie {
     ///
     /// `iter` is initialised and describes memory nobody else reads, writes or frees until
     /// this function returns.
-    unsafe fn read_iter(&self, pos: u64, iter: &Opaque<bindings::iov_iter>) -> Result {
+    unsafe fn read_iter(&self, pos: u64, iter: &Opaque<bindings::iov_iter>, ask: u64) -> Result {
         let mut pos = i64::try_from(pos).map_err(|_| EIO)?;
         let op = core::pin::pin!(ReadOp::new());
         op.as_ref().init();
@@ -184,15 +205,17 @@ impl Cookie {
             if orig == 0 {
                 break;
             }
-            let mut n = orig;
+            let mut n = self.ask_len(pos, orig, ask);
             // SAFETY: `cres` was set up by a successful begin_read. On a hole this sleeps
             // (killably) until the daemon has answered.
             let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(&mut cres, pos, &mut n) };
-            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 || n > orig {
+            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 {
                 crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
                 result = Err(EIO);
                 break;
             }
+            // What is cached from `pos` on may reach past what we read (a widened ask).
+            let n = n.min(orig);
             // SAFETY: `iter` is initialised and `n <= orig`.
             unsafe { ffi::erofs_rs_iov_iter_truncate(iter.get(), n) };
             op.pending.fetch_add(1, Ordering::AcqRel);
@@ -243,6 +266,13 @@ impl Cookie {
 /// context, so it must not sleep.
 pub(crate) type ReadDone = unsafe fn(ctx: *const c_void, result: Result);
 
+/// Whom an asynchronous read reports to: `done(ctx, result)`.
+#[derive(Clone, Copy)]
+pub(crate) struct OnDone {
+    pub(crate) done: ReadDone,
+    pub(crate) ctx: *const c_void,
+}
+
 /// One asynchronous read into the page cache: its cache operation, the iterator over its range,
 /// and the count of its `fscache_read()` calls still in flight (`struct erofs_fscache_io`).
 ///
@@ -259,8 +289,7 @@ struct AsyncRead {
     pending: AtomicUsize,
     /// First error reported by a read, as a negative errno, or 0.
     error: AtomicI32,
-    done: ReadDone,
-    ctx: *const c_void,
+    on_done: OnDone,
 }
 
 impl AsyncRead {
@@ -284,10 +313,10 @@ impl AsyncRead {
             0 => Ok(()),
             e => Err(Error::from_errno(e)),
         };
-        let (done, ctx) = (this.done, this.ctx);
+        let on_done = this.on_done;
         drop(this);
         // SAFETY: called once, as `read_into_mapping_async`'s caller was promised.
-        unsafe { done(ctx, result) };
+        unsafe { (on_done.done)(on_done.ctx, result) };
     }
 
     /// `netfs_io_terminated_t` of asynchronous reads: once per `fscache_read()` call.
@@ -314,23 +343,25 @@ impl Cookie {
     ///
     /// On a cache miss this still waits for the daemon to fetch the range (inside
     /// `prepare_ondemand_read`); only the reads from the cache file complete later. A range that
-    /// is part cached and part not is read in pieces, as [`Cookie::read_iter`] does. When every
-    /// read has ended, `done(ctx, result)` is called exactly once, possibly before this returns,
-    /// possibly in interrupt context.
+    /// is part cached and part not is read in pieces, as [`Cookie::read_iter`] does. On a
+    /// cache miss at least `ask` bytes are asked of the daemon ([`Cookie::ask_len`]). When
+    /// every read has ended, `on_done.done(on_done.ctx, result)` is called exactly once,
+    /// possibly before this returns, possibly in interrupt context.
     ///
     /// # Safety
     ///
     /// The caller holds the lock of every folio of `mapping` covering `[start, start + len)`
-    /// until `done` is called, and `done` is safe to call with `ctx`.
+    /// until `on_done` is called, and `on_done.done` is safe to call with `on_done.ctx`.
     pub(crate) unsafe fn read_into_mapping_async(
         &self,
         pos: u64,
         mapping: *mut bindings::address_space,
         start: u64,
         len: usize,
-        done: ReadDone,
-        ctx: *const c_void,
+        ask: u64,
+        on_done: OnDone,
     ) {
+        let OnDone { done, ctx } = on_done;
         let (Ok(mut pos), Ok(start)) = (i64::try_from(pos), i64::try_from(start)) else {
             // SAFETY: `done` takes `ctx` (caller's guarantee); called once, here.
             unsafe { done(ctx, Err(EIO)) };
@@ -347,8 +378,7 @@ impl Cookie {
             iter: Opaque::uninit(),
             pending: AtomicUsize::new(1),
             error: AtomicI32::new(0),
-            done,
-            ctx,
+            on_done,
         };
         let mut a = match KBox::new(new, GFP_KERNEL) {
             Ok(a) => a,
@@ -385,15 +415,17 @@ impl Cookie {
             if orig == 0 {
                 break;
             }
-            let mut n = orig;
+            let mut n = self.ask_len(pos, orig, ask);
             // SAFETY: `cres` was set up by a successful begin_read. On a hole this sleeps
             // (killably) until the daemon has answered.
             let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, pos, &mut n) };
-            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 || n > orig {
+            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 {
                 crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
                 fail(EIO);
                 break;
             }
+            // What is cached from `pos` on may reach past what we read (a widened ask).
+            let n = n.min(orig);
             // SAFETY: `iter` is initialised and `n <= orig`.
             unsafe { ffi::erofs_rs_iov_iter_truncate(iter, n) };
             // SAFETY: `a` lives (submitter's count); the new count is the read's.

@@ -4,6 +4,7 @@
 //! `fsid=<blob>[,domain_id=<domain>][,device=<blob>]...`, plus the generic erofs options that
 //! C accepts in that mode: `[no]user_xattr`, `[no]acl`, `cache_strategy=`, `dax[=...]` and
 //! `[no]directio` (the last two have no effect without a block device or backing file, as in C).
+//! One option of erofs_rs's own: `fetch_kb=<n>` (see [`Flags::fetch_kb`]).
 
 use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::error::{code::*, Result};
@@ -12,6 +13,8 @@ use kernel::error::{code::*, Result};
 pub(crate) const MAX_VALUE_LEN: usize = 255;
 /// Most `device=` options accepted (EROFS device ids are 16 bits; keep it sane).
 pub(crate) const MAX_DEVICES: usize = 256;
+/// Largest `fetch_kb=` accepted: 16 MiB per on-demand request.
+pub(crate) const MAX_FETCH_KB: u32 = 16384;
 
 /// A NUL-terminated copy of an option value (no interior NUL, 1..=MAX_VALUE_LEN bytes).
 pub(crate) struct Value(KVec<u8>);
@@ -80,6 +83,12 @@ pub(crate) struct Flags {
     /// `dax` or `dax=always`: C turns it off with a log line when there is no DAX device, which
     /// is always the case with `fsid=`; so does erofs_rs.
     pub(crate) dax_always: bool,
+    /// `fetch_kb=<n>` (erofs_rs only; default 0): when a file read misses the cache, ask the
+    /// daemon for at least `n` KiB of the blob from the missing offset (up to the blob's end)
+    /// rather than only the bytes read: fewer, larger on-demand requests on cold reads, as a
+    /// daemon's own window widening does, but for any daemon. 0 asks for what is read, as
+    /// in-tree erofs does.
+    pub(crate) fetch_kb: u32,
 }
 
 impl Default for Flags {
@@ -90,6 +99,7 @@ impl Default for Flags {
             cache_strategy: CacheStrategy::ReadAround,
             dax_never: false,
             dax_always: false,
+            fetch_kb: 0,
         }
     }
 }
@@ -170,12 +180,13 @@ pub(crate) fn parse(data: &[u8]) -> core::result::Result<Parsed, (OptError, &[u8
             (b"cache_strategy", Some(b"disabled")) => flags.cache_strategy = CacheStrategy::Disabled,
             (b"cache_strategy", Some(b"readahead")) => flags.cache_strategy = CacheStrategy::ReadAhead,
             (b"cache_strategy", Some(b"readaround")) => flags.cache_strategy = CacheStrategy::ReadAround,
-            (b"dax" | b"cache_strategy", _) => return Err((OptError::BadValue, opt)),
+            (b"fetch_kb", Some(v)) => flags.fetch_kb = parse_kb(v).ok_or((OptError::BadValue, opt))?,
+            (b"dax" | b"cache_strategy" | b"fetch_kb", _) => return Err((OptError::BadValue, opt)),
             _ => {}
         }
         let slot = match key {
             b"user_xattr" | b"nouser_xattr" | b"acl" | b"noacl" | b"directio" | b"nodirectio"
-            | b"dax" | b"cache_strategy" => continue,
+            | b"dax" | b"cache_strategy" | b"fetch_kb" => continue,
             b"fsid" => &mut fsid,
             b"domain_id" => &mut domain_id,
             b"device" => {
@@ -193,6 +204,21 @@ pub(crate) fn parse(data: &[u8]) -> core::result::Result<Parsed, (OptError, &[u8
         *slot = Some(value_of(opt, value)?);
     }
     Ok(Parsed { fsid, domain_id, devices, flags })
+}
+
+/// A `fetch_kb=` value: decimal digits, at most [`MAX_FETCH_KB`].
+fn parse_kb(v: &[u8]) -> Option<u32> {
+    if v.is_empty() || v.len() > 8 {
+        return None;
+    }
+    let mut n = 0u32;
+    for &c in v {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
+    }
+    (n <= MAX_FETCH_KB).then_some(n)
 }
 
 fn value_of<'a>(opt: &'a [u8], value: Option<&[u8]>) -> core::result::Result<Value, (OptError, &'a [u8])> {

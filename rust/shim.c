@@ -93,6 +93,12 @@ int erofs_rs_cache_read(struct netfs_cache_resources *cres, loff_t pos,
 	return fscache_read(cres, pos, iter, NETFS_READ_HOLE_FAIL, term_fn, priv);
 }
 
+/* The blob size the daemon declared in its copen reply (0 before, or if it declared none). */
+loff_t erofs_rs_cookie_object_size(const struct fscache_cookie *cookie)
+{
+	return READ_ONCE(cookie->object_size);
+}
+
 void erofs_rs_end_operation(struct netfs_cache_resources *cres)
 {
 	fscache_end_operation(cres);

@@ -35,6 +35,7 @@ int erofs_rs_begin_read(struct netfs_cache_resources *cres, struct fscache_cooki
 u8 erofs_rs_prepare_ondemand_read(struct netfs_cache_resources *cres, loff_t pos, size_t *len);
 int erofs_rs_cache_read(struct netfs_cache_resources *cres, loff_t pos, struct iov_iter *iter, netfs_io_terminated_t term_fn, void *priv);
 void erofs_rs_end_operation(struct netfs_cache_resources *cres);
+loff_t erofs_rs_cookie_object_size(const struct fscache_cookie *cookie);
 size_t erofs_rs_iov_iter_count(const struct iov_iter *iter);
 void erofs_rs_iov_iter_truncate(struct iov_iter *iter, size_t count);
 void erofs_rs_iov_iter_reexpand(struct iov_iter *iter, size_t count);

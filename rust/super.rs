@@ -133,7 +133,12 @@ impl AtomicFlags {
     }
 
     fn pack(f: options::Flags) -> u32 {
-        u32::from(f.user_xattr) | u32::from(f.acl) << 1 | u32::from(f.dax_never) << 2 | (f.cache_strategy as u32) << 8
+        // `fetch_kb` is at most MAX_FETCH_KB (< 2^16): bits 16..32.
+        u32::from(f.user_xattr)
+            | u32::from(f.acl) << 1
+            | u32::from(f.dax_never) << 2
+            | (f.cache_strategy as u32) << 8
+            | f.fetch_kb.min(options::MAX_FETCH_KB) << 16
     }
 
     /// The current flags.
@@ -145,6 +150,7 @@ impl AtomicFlags {
             dax_never: v & 4 != 0,
             dax_always: false,
             cache_strategy: options::CacheStrategy::from_u8((v >> 8) as u8),
+            fetch_kb: v >> 16,
         }
     }
 
@@ -162,6 +168,11 @@ impl SbInfo {
     pub(crate) unsafe fn from_sb<'a>(sb: *mut bindings::super_block) -> &'a SbInfo {
         // SAFETY: `s_fs_info` is set to a live `SbInfo` by `fill_super` (caller's guarantee).
         unsafe { &*(*sb).s_fs_info.cast::<SbInfo>() }
+    }
+
+    /// `fetch_kb=` in bytes: the least a file read asks of the daemon on a cache miss.
+    pub(crate) fn fetch_bytes(&self) -> u64 {
+        u64::from(self.flags.get().fetch_kb) * 1024
     }
 
     /// The metadata blob (primary device).
@@ -593,6 +604,14 @@ unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut binding
     if flags.dax_never {
         put(b",dax=never\0");
     }
+    if flags.fetch_kb != 0 {
+        // At most 5 digits (MAX_FETCH_KB), plus the name and a NUL.
+        let mut buf = [0u8; 24];
+        let mut w = crate::super_::ByteWriter { buf: &mut buf, len: 0 };
+        if core::fmt::Write::write_fmt(&mut w, format_args!(",fetch_kb={}\0", flags.fetch_kb)).is_ok() {
+            put(&buf);
+        }
+    }
     put(b",fsid=\0");
     put(info.opts.fsid.as_bytes_with_nul());
     if let Some(d) = &info.opts.domain_id {
@@ -613,8 +632,8 @@ fn check_dax(flags: &options::Flags) -> Result {
 }
 
 /// `super_operations.remount_fs`, as C's `erofs_fc_reconfigure`: the options are parsed again
-/// from their defaults; `[no]user_xattr`, `[no]acl`, `cache_strategy=` and `dax=never` take
-/// effect, `fsid=`/`domain_id=` are ignored with a log line, and the super block stays read-only.
+/// from their defaults; `[no]user_xattr`, `[no]acl`, `cache_strategy=`, `dax=never` (and
+/// erofs_rs's `fetch_kb=`) take effect, `fsid=`/`domain_id=` are ignored with a log line, and the super block stays read-only.
 ///
 /// # Safety
 ///
@@ -663,6 +682,22 @@ pub(crate) static SUPER_OPS: Ops<bindings::super_operations> = Ops(bindings::sup
     // SAFETY: all-zero is a valid `super_operations` (every hook unset).
     ..unsafe { core::mem::zeroed() }
 });
+
+/// A `core::fmt::Write` into a fixed buffer; fails when it is full.
+pub(crate) struct ByteWriter<'a> {
+    pub(crate) buf: &'a mut [u8],
+    pub(crate) len: usize,
+}
+
+impl core::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
 
 /// Displays bytes from an image or an option as text, escaping what is not printable ASCII.
 pub(crate) struct BStr<'a>(pub(crate) &'a [u8]);

@@ -4,6 +4,10 @@
 # needs few on-demand requests: with a daemon that fills exactly what is asked (--window 0),
 # erofs_rs must need no more READ requests than in-tree erofs for the same file, and far fewer
 # than one per page. The data read must be identical.
+# Then erofs_rs's own fetch_kb= option: with fetch_kb=2048 each miss asks the daemon for 2 MiB of
+# the blob (up to its end), so the same cold read takes at most 4 READ requests, fetches the blob
+# exactly once, and reads the same data; the option shows in /proc/mounts, remount changes it,
+# and bad values are refused.
 . "$(dirname "$0")/lib.sh"
 setup_work
 load_module
@@ -13,14 +17,18 @@ head -c $((6 * 1048576 + 5)) /dev/urandom > "$W/tree/big"
 build_image "$W/tree" "$W/blobs"
 setup_cache
 
-# cold_read TYPE: sets COLD to the READ requests for reading "big" once from an empty cache
-# (not a $(...) function: the daemon it starts must not hold the substitution's pipe).
+# cold_read TYPE [OPTIONS]: sets COLD to the READ requests and FETCHED to the bytes fetched for
+# reading "big" once from an empty cache, its hash in $W/sum_TYPE (not a $(...) function: the
+# daemon it starts must not hold the substitution's pipe).
 cold_read() {
   reset_cache "$W/blobs" --window 0
-  mount_fs "$1" "fsid=meta,device=blob1" "$W/m_$1" || die "mount -t $1 failed"
+  mount_fs "$1" "fsid=meta,device=blob1${2:-}" "$W/m_$1" || die "mount -t $1 -o ...${2:-} failed"
   local before; before=$(stat_value reads)
+  local fbefore; fbefore=$(stat_value bytes_fetched)
   sha256sum "$W/m_$1/big" | cut -d' ' -f1 > "$W/sum_$1"
   local after; after=$(stat_value reads)
+  FETCHED=$(( $(stat_value bytes_fetched) - fbefore ))
+  OPTS=$(awk -v m="$W/m_$1" '$2 == m { print $4 }' /proc/mounts)
   umount_fs "$W/m_$1"
   COLD=$((after - before))
 }
@@ -32,4 +40,26 @@ check "same data through both" cmp -s "$W/sum_erofs_rs" "$W/sum_erofs"
 check "same data as the source" test "$(cat "$W/sum_erofs_rs")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
 check "erofs_rs needs no more requests than in-tree erofs ($rs <= $ref)" test "$rs" -le "$ref"
 check "requests are merged: fewer than a quarter of the pages ($rs < $((pages / 4)))" test "$rs" -lt $((pages / 4))
+
+blob=$(stat -c %s "$W/blobs/blob1")
+cold_read erofs_rs ,fetch_kb=2048; fk=$COLD
+log "cold read with fetch_kb=2048: $fk READ requests, $FETCHED bytes fetched (blob: $blob bytes); options $OPTS"
+check "fetch_kb=2048: same data as the source" test "$(cat "$W/sum_erofs_rs")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
+check "fetch_kb=2048: at most 4 READ requests for 6 MiB ($fk)" test "$fk" -le 4 -a "$fk" -ge 1
+check "fetch_kb=2048: fewer requests than without ($fk < $rs)" test "$fk" -lt "$rs"
+check "fetch_kb=2048: nothing fetched twice or past the blob's end ($FETCHED <= $blob)" test "$FETCHED" -le "$blob"
+check "fetch_kb=2048 shows in /proc/mounts" grep -q ',fetch_kb=2048\(,\|$\)' <<<"$OPTS"
+mount_fs erofs_rs "fsid=meta,device=blob1,fetch_kb=64" "$W/m_opt" || fail "mount with fetch_kb=64 failed"
+mount -o remount,fetch_kb=512 "$W/m_opt" 2>"$W/remount.err" || fail "remount,fetch_kb=512: $(cat "$W/remount.err")"
+check "remount sets fetch_kb=512" grep -q "^none $W/m_opt erofs_rs .*,fetch_kb=512" /proc/mounts
+mount -o remount,fetch_kb=0 "$W/m_opt" 2>"$W/remount.err" || fail "remount,fetch_kb=0: $(cat "$W/remount.err")"
+check "fetch_kb=0 is the default and not shown" bash -c "! grep -q '^none $W/m_opt .*fetch_kb' /proc/mounts"
+umount_fs "$W/m_opt" || fail "umount"
+bad=()
+for v in fetch_kb fetch_kb= fetch_kb=x fetch_kb=-1 fetch_kb=16385 fetch_kb=99999999999; do
+  bad+=("erofs_rs|fsid=meta,device=blob1,$v|$W/m_bad")
+done
+mkdir -p "$W/m_bad"
+$PY "$SELFTEST_DIR/fsops.py" mount-errno "${bad[@]}" > "$W/bad.out" 2>&1 || fail "fsops.py mount-errno failed: $(head -c 300 "$W/bad.out")"
+check "bad fetch_kb values are refused with EINVAL: $(tr '\n' ' ' < "$W/bad.out")" test "$(grep -c 'EINVAL' "$W/bad.out")" = "${#bad[@]}"
 finish
