@@ -262,11 +262,11 @@ class Guest:
 
     # ---- mounts
 
-    def mount(self, fs, img):
+    def mount(self, fs, img, extra=""):
         m = "%s/m_%s_%s" % (self.W, fs, img)
         os.makedirs(m, exist_ok=True)
         r = subprocess.run(["timeout", "300", "mount", "-t", fs, "-o",
-                            "fsid=%s_meta,device=%s_blob" % (img, img), "none", m],
+                            "fsid=%s_meta,device=%s_blob%s" % (img, img, extra), "none", m],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
             raise RuntimeError("mount -t %s %s: %s" % (fs, img, r.stdout.strip()))
@@ -435,6 +435,18 @@ class Guest:
         for m in (src, big):
             self.umount(m)
 
+    def phase_fetch(self, fs, run):
+        """The --window 0 cold reads again, erofs_rs mounted with fetch_kb=1024 (each miss asks
+        for 1 MiB of the blob); in-tree erofs has no such option and reads as in window0."""
+        self.reset(0)
+        extra = ",fetch_kb=1024" if fs == "erofs_rs" else ""
+        src, big = self.mount(fs, "src", extra), self.mount(fs, "large", extra)
+        drop_caches()
+        self.check_tree(self.measure("src_cold_read_fetch1m", fs, run, read_all, src), "src")
+        self.check_tree(self.measure("large_cold_read_fetch1m", fs, run, read_all, big), "large")
+        for m in (src, big):
+            self.umount(m)
+
     # ---- profiles of the scenarios erofs_rs loses
 
     def profile(self, scenario, fs):
@@ -442,9 +454,11 @@ class Guest:
         cpu-clock sampling, call graphs), then keep perf's flat report."""
         # The daemon scenarios read the largest file of the large tree, as phase_daemon does.
         img = "large" if scenario.startswith(("large", "daemon")) else "src"
-        window = 0 if scenario.endswith("window0") or scenario.startswith("daemon") else WINDOW
+        window = 0 if scenario.endswith(("window0", "fetch1m")) or scenario.startswith("daemon") \
+            else WINDOW
         self.reset(window)
-        m = self.mount(fs, img)
+        m = self.mount(fs, img, ",fetch_kb=1024" if scenario.endswith("fetch1m") and fs == "erofs_rs"
+                       else "")
         if "_warm" in scenario or "_hot" in scenario:
             read_all(m)
             if "_warm" in scenario:
@@ -506,7 +520,8 @@ class Guest:
             self.env["fio"] = None
             self.env["fio_unusable"] = self.no_fio
         t = time.perf_counter()
-        phases = [p for p in ("meta_cold", "reads", "daemon", "window0") if p in a.phases]
+        phases = [p for p in ("meta_cold", "reads", "daemon", "window0", "fetch")
+                  if p in a.phases.split(",")]
         for run in range(a.runs):
             # Alternate which type goes first from run to run.
             order = FS if run % 2 == 0 else FS[::-1]
@@ -550,7 +565,7 @@ def main():
     p.add_argument("--profile-dir", default="")
     p.add_argument("--fio-ios", type=int, default=4096)
     p.add_argument("--rtt-requests", type=int, default=200)
-    p.add_argument("--phases", default="meta_cold,reads,daemon,window0")
+    p.add_argument("--phases", default="meta_cold,reads,daemon,window0,fetch")
     a = p.parse_args()
     g = Guest(a)
     g.env = {}

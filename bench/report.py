@@ -39,6 +39,10 @@ SCENARIOS = [
     ("src_cold_read_window0", 1.00, "the cold source-tree read with --window 0: the daemon "
      "fills only what the kernel asks"),
     ("large_cold_read_window0", 1.00, "the cold large-file read with --window 0"),
+    ("src_cold_read_fetch1m", 0.80, "the cold source-tree read with --window 0, erofs_rs "
+     "mounted with `fetch_kb=1024` (each miss asks for 1 MiB of the blob); in-tree erofs as in "
+     "`src_cold_read_window0`"),
+    ("large_cold_read_fetch1m", 0.80, "the cold large-file read, the same way"),
 ]
 COLD = {"src_cold_read", "large_cold_read"}
 
@@ -185,7 +189,8 @@ class Report:
         return L + [""]
 
     def md_hist(self):
-        names = [n for n in ("src_cold_read_window0", "large_cold_read_window0", "src_cold_read",
+        names = [n for n in ("src_cold_read_window0", "large_cold_read_window0",
+                             "src_cold_read_fetch1m", "large_cold_read_fetch1m", "src_cold_read",
                              "large_cold_read", "src_meta_cold") if n in self.by]
         if not names:
             return []
