@@ -221,7 +221,7 @@ class Report:
         buckets = []
         for n in names:
             for f in FS:
-                for r in self.by[n][f]:
+                for r in self.by[n].get(f, []):
                     for b in r.get("read_len_hist", {}):
                         if b not in buckets:
                             buckets.append(b)
@@ -233,7 +233,7 @@ class Report:
              "| scenario | through | " + " | ".join(label[b] for b in buckets) + " | mean size |",
              "|---|---|" + "--:|" * (len(buckets) + 1)]
         for n in names:
-            for f in FS:
+            for f in (f for f in FS if self.by[n].get(f)):
                 rs = self.by[n][f]
                 cells = [med([r.get("read_len_hist", {}).get(b, 0) for r in rs]) for b in buckets]
                 reads, asked = self.stat(n, f, "reads"), self.stat(n, f, "bytes_requested")
