@@ -512,6 +512,40 @@ fn read_fragment(
     })
 }
 
+/// The kernel's LZ4 decoder (`lib/lz4`, `LZ4_decompress_safe[_partial]`), which in-tree erofs
+/// uses too, behind the format layer's [`format::Lz4Decoder`] contract. Both functions are the
+/// "safe" variants: they never read past `src` or write past `dst` whatever the input.
+struct KernelLz4;
+
+impl format::Lz4Decoder for KernelLz4 {
+    fn decompress(&self, src: &[u8], dst: &mut [u8], mode: format::Lz4Mode) -> format::Result<usize> {
+        // The same answers as the format layer's decoder for the edge cases lib/lz4 does not
+        // define the same way: an empty output or input.
+        if dst.is_empty() {
+            return match (mode, src) {
+                (format::Lz4Mode::Partial, _) | (format::Lz4Mode::Full, [0]) => Ok(0),
+                _ => Err(format::Error::Corrupted),
+            };
+        }
+        if src.is_empty() {
+            return Err(format::Error::Corrupted);
+        }
+        let (Ok(n_src), Ok(n_dst)) = (c_int::try_from(src.len()), c_int::try_from(dst.len())) else {
+            return Err(format::Error::Corrupted);
+        };
+        let (s, d) = (src.as_ptr().cast(), dst.as_mut_ptr().cast());
+        let ret = match mode {
+            // SAFETY: `s` is valid for reads of `n_src` bytes and `d` for writes of `n_dst`
+            // bytes (they are the slices); the safe decoders stay inside both.
+            format::Lz4Mode::Full => unsafe { ffi::LZ4_decompress_safe(s, d, n_src, n_dst) },
+            // SAFETY: as above; the target is the whole output.
+            format::Lz4Mode::Partial => unsafe { ffi::LZ4_decompress_safe_partial(s, d, n_src, n_dst, n_dst) },
+        };
+        // A negative result is a malformed block; never more than `dst.len()` otherwise.
+        usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted)
+    }
+}
+
 /// `map_compressed` with a log line naming the inode on failure.
 fn zmap(info: &SbInfo, zi: &format::ZInode, offset: u64, mode: format::ZMapMode) -> Result<format::ZExtent> {
     let src = MetaSource(info.meta()?);
@@ -600,7 +634,7 @@ fn read_run_compressed(
         // At most the extent's length, which `map_compressed` limits to 12 MiB.
         let out_len = usize::try_from(skip + n).map_err(|_| efscorrupted())?;
         let out = grow(&mut out_buf, out_len, false)?;
-        format::decompress_extent(&info.fs, &ext, pcluster, out).map_err(|e| {
+        format::decompress_extent_with(&KernelLz4, &info.fs, &ext, pcluster, out).map_err(|e| {
             erofs_err!(
                 "{}: nid {}: cannot decompress the extent at {} (+{}) from the pcluster at {} (+{}): {:?}",
                 BStr(info.opts.fsid.as_bytes()),

@@ -145,8 +145,22 @@ extern "C" {
     /// The NULL-terminated table of xattr handlers (user., trusted., security.).
     pub(crate) static erofs_rs_xattr_handlers: [*const bindings::xattr_handler; 4];
 
-    // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h).
+    // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h,
+    // lz4.h).
     pub(crate) fn folio_unlock(folio: *mut bindings::folio);
+    pub(crate) fn LZ4_decompress_safe(
+        source: *const c_char,
+        dest: *mut c_char,
+        compressed_size: c_int,
+        max_decompressed_size: c_int,
+    ) -> c_int;
+    pub(crate) fn LZ4_decompress_safe_partial(
+        source: *const c_char,
+        dest: *mut c_char,
+        compressed_size: c_int,
+        target_output_size: c_int,
+        max_decompressed_size: c_int,
+    ) -> c_int;
 }
 
 /// Returns the errno encoded in `ptr` if it is an `ERR_PTR`, as `IS_ERR()` does.

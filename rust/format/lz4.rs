@@ -13,6 +13,10 @@
 //! decoding, and the uncompressed (shifted, interlaced) pclusters. The compressed bytes and the
 //! output are separate slices, so the kernel's in-place and overlap handling is not needed: the
 //! caller reads the pcluster into one buffer and decodes into another.
+//!
+//! The block decoder is pluggable ([`Lz4Decoder`]): [`decompress_extent`] uses this module's
+//! ([`RustLz4`]), which user space tests and fuzzes; the kernel module passes the kernel's
+//! `lib/lz4` to [`decompress_extent_with`], as in-tree erofs decodes.
 
 use super::error::{Error, Result};
 use super::le;
@@ -206,6 +210,22 @@ pub(crate) fn lz4_decompress(src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Resul
     }
 }
 
+/// An LZ4 block decoder with the contract of [`lz4_decompress`]: the bytes decoded into `dst`
+/// (never more than `dst.len()`), or [`Error::Corrupted`] for a malformed block.
+pub(crate) trait Lz4Decoder {
+    /// Decodes `src` into `dst` in `mode`.
+    fn decompress(&self, src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Result<usize>;
+}
+
+/// This module's safe decoder, [`lz4_decompress`].
+pub(crate) struct RustLz4;
+
+impl Lz4Decoder for RustLz4 {
+    fn decompress(&self, src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Result<usize> {
+        lz4_decompress(src, dst, mode)
+    }
+}
+
 /// `z_erofs_fixup_insize`: with zero padding, a pcluster's compressed data is at its end and
 /// the leading zero bytes are padding. Returns `data` without them; the padding must end within
 /// the first `window` bytes (the rest of the pcluster's first block), else the pcluster is all
@@ -248,6 +268,17 @@ pub(crate) fn decompress_extent(
     pcluster: &[u8],
     dst: &mut [u8],
 ) -> Result<()> {
+    decompress_extent_with(&RustLz4, sb, ext, pcluster, dst)
+}
+
+/// [`decompress_extent`] with the LZ4 blocks decoded by `lz4`.
+pub(crate) fn decompress_extent_with(
+    lz4: &impl Lz4Decoder,
+    sb: &SuperBlock,
+    ext: &ZExtent,
+    pcluster: &[u8],
+    dst: &mut [u8],
+) -> Result<()> {
     if !ext.mapped {
         return Err(Error::Corrupted);
     }
@@ -280,7 +311,7 @@ pub(crate) fn decompress_extent(
             } else {
                 Lz4Mode::Full
             };
-            if lz4_decompress(input, dst, mode)? != dst.len() {
+            if lz4.decompress(input, dst, mode)? != dst.len() {
                 return Err(Error::Corrupted);
             }
             Ok(())
