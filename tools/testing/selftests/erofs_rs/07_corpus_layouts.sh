@@ -14,48 +14,75 @@
 #   EROFS_RS_CORPUS=full|quick  quick (make check): a 2000-entry directory; full (the default
 #                               when run alone, and make check-full): 10000 entries
 #   EROFS_RS_BIGDIR=N           entries of the large directory (overrides the above)
+#   --prebuild DIR              (on the host, by prebuild.sh) build the trees and images into DIR
+#                               only; the test uses them when EROFS_RS_PREBUILT names DIR's parent
 . "$(dirname "$0")/lib.sh"
-setup_work
-load_module
-load_reference
 mode=${EROFS_RS_CORPUS:-full}
 if [ "$mode" = quick ]; then bigdir=${EROFS_RS_BIGDIR:-2000}; else bigdir=${EROFS_RS_BIGDIR:-10000}; fi
-log "corpus mode $mode, large directory of $bigdir entries"
 
-t="$W/tree"
-$PY "$SELFTEST_DIR/treegen.py" corpus "$t" || die "cannot create the corpus tree"
-$PY "$SELFTEST_DIR/treegen.py" bigdir "$W/bigtree/big" "$bigdir" || die "cannot create the large directory"
-
-setup_cache 512M
-# Images go on the ext4 cache filesystem (mkfs_erofs stages them on /tmp's own filesystem first:
-# see lib.sh).
-B="$W/cachefs/blobs"
-mkdir -p "$B"
-start_daemon "$B"
 NAMES=()
 declare -A OPTS
-# layout NAME MOUNT_OPTS MKFS_ARGS...: build the image (fsid NAME, and NAME_ref for in-tree
-# erofs: another cookie on the same blob).
+# layout NAME MOUNT_OPTS MKFS_ARGS...: build the image into $B (fsid NAME, and NAME_ref for
+# in-tree erofs: another cookie on the same blob).
 layout() {
   local name=$1 opts=$2; shift 2
-  if ! mkfs_erofs "$@" >"$W/mkfs-$name.log" 2>&1; then
-    tr -cd '[:print:]\n' < "$W/mkfs-$name.log" | tail -n 5 | sed 's/^/#   /'
+  if ! mkfs_erofs "$@" >"$LOGS/mkfs-$name.log" 2>&1; then
+    tr -cd '[:print:]\n' < "$LOGS/mkfs-$name.log" | tail -n 5 | sed 's/^/#   /'
     fail "$name: mkfs.erofs $* failed"; return
   fi
   ln -s "$name" "$B/${name}_ref"
   NAMES+=("$name"); OPTS[$name]=$opts
 }
-layout default      ""                   "$B/default" "$t"
-layout noinline     ""                   -Enoinline_data "$B/noinline" "$t"
-layout compact      ""                   -T1700000000 "$B/compact" "$t"
-layout chunk4k      ""                   --chunksize=4096 "$B/chunk4k" "$t"
-layout chunk64k_idx ""                   --chunksize=65536 -Eforce-chunk-indexes "$B/chunk64k_idx" "$t"
-layout chunk1m      ""                   --chunksize=1048576 "$B/chunk1m" "$t"
-layout chunk4k_blob ",device=blob4k"     --chunksize=4096 --blobdev="$B/blob4k" "$B/chunk4k_blob" "$t"
-layout chunk64k_blob ",device=blob64k"   --chunksize=65536 --blobdev="$B/blob64k" "$B/chunk64k_blob" "$t"
-layout chunk1m_blob ",device=blob1m"     --chunksize=1048576 -Eforce-chunk-indexes --blobdev="$B/blob1m" \
-  "$B/chunk1m_blob" "$t"
-layout bigdir       ""                   "$B/bigdir" "$W/bigtree"
+# build_all DIR: the corpus tree and the large directory under DIR, every image in $B.
+build_all() {
+  local t="$1/tree"
+  $PY "$SELFTEST_DIR/treegen.py" corpus "$t" || die "cannot create the corpus tree"
+  $PY "$SELFTEST_DIR/treegen.py" bigdir "$1/bigtree/big" "$bigdir" || die "cannot create the large directory"
+  layout default      ""                   "$B/default" "$t"
+  layout noinline     ""                   -Enoinline_data "$B/noinline" "$t"
+  layout compact      ""                   -T1700000000 "$B/compact" "$t"
+  layout chunk4k      ""                   --chunksize=4096 "$B/chunk4k" "$t"
+  layout chunk64k_idx ""                   --chunksize=65536 -Eforce-chunk-indexes "$B/chunk64k_idx" "$t"
+  layout chunk1m      ""                   --chunksize=1048576 "$B/chunk1m" "$t"
+  layout chunk4k_blob ",device=blob4k"     --chunksize=4096 --blobdev="$B/blob4k" "$B/chunk4k_blob" "$t"
+  layout chunk64k_blob ",device=blob64k"   --chunksize=65536 --blobdev="$B/blob64k" "$B/chunk64k_blob" "$t"
+  layout chunk1m_blob ",device=blob1m"     --chunksize=1048576 -Eforce-chunk-indexes --blobdev="$B/blob1m" \
+    "$B/chunk1m_blob" "$t"
+  layout bigdir       ""                   "$B/bigdir" "$1/bigtree"
+}
+
+if [ "${1:-}" = --prebuild ]; then
+  D=${2:?usage: $0 --prebuild DIR}
+  rm -rf "$D"; B="$D/blobs" LOGS="$D"
+  mkdir -p "$B" || exit 1
+  build_all "$D"
+  [ "$FAILED" = 0 ] || exit 1
+  rm -rf "$D/tree" "$D/bigtree"
+  for name in "${NAMES[@]}"; do printf '%s %s\n' "$name" "${OPTS[$name]}"; done > "$D/layouts"
+  prebuilt_key "$bigdir" > "$D/stamp"
+  exit 0
+fi
+
+setup_work
+load_module
+load_reference
+log "corpus mode $mode, large directory of $bigdir entries"
+setup_cache 512M
+# Images go on the ext4 cache filesystem (mkfs_erofs stages them on /tmp's own filesystem first:
+# see lib.sh).
+B="$W/cachefs/blobs" LOGS="$W"
+if P=$(prebuilt 07_corpus_layouts "$bigdir"); then
+  # To the test's tmpfs (9p reads are the cost here; ext4 on a loop device would add to it).
+  B="$W/blobs"
+  mkdir -p "$B"
+  cp -a "$P/blobs/." "$B/" || die "cannot copy the prebuilt images from $P"
+  while read -r name opts; do NAMES+=("$name"); OPTS[$name]=$opts; done < "$P/layouts"
+  log "images prebuilt on the host ($P)"
+else
+  mkdir -p "$B"
+  build_all "$W"
+fi
+start_daemon "$B"
 log "${#NAMES[@]} images built"
 
 # Mount everything with both filesystems, walk all mounts with one process, compare.

@@ -18,41 +18,66 @@
 #     packed inode, by erofs_rs and in-tree erofs;
 #  4. corrupted compressed files (lcluster indexes, pcluster bytes): EUCLEAN, EIO or
 #     EOPNOTSUPP with an erofs_rs log line naming the blob, no hang, the rest still reads.
+#   --prebuild DIR   (on the host, by prebuild.sh) build the trees, the images and the split
+#                    image's extent list into DIR only; used when EROFS_RS_PREBUILT names
+#                    DIR's parent
 . "$(dirname "$0")/lib.sh"
+
+mkimage() {  # mkimage NAME MKFS_ARGS... (tree last)
+  local name=$1; shift
+  mkfs.erofs "$@" >"$LOGS/mkfs-$name.log" 2>&1 || { tr -cd '[:print:]\n' < "$LOGS/mkfs-$name.log" | tail -n 5; die "mkfs.erofs $name failed"; }
+}
+# build_all DIR: the trees under DIR, the images in $B, DIR/zsplit.extents.
+build_all() {
+  local t="$1/tree"
+  $PY "$SELFTEST_DIR/treegen.py" corpus "$t" || die "cannot create the corpus tree"
+  $PY "$SELFTEST_DIR/treegen.py" compressible "$t/z" || die "cannot create the compressible files"
+  $PY "$SELFTEST_DIR/treegen.py" compressible "$1/splittree" 3145728 || die "cannot create the split tree"
+  mkdir -p "$1/ctree"
+  $PY "$SELFTEST_DIR/treegen.py" compressible "$1/ctree/z" 300000 || die "cannot create the corruption tree"
+  mv "$1/ctree/z/text" "$1/ctree/victim"; mv "$1/ctree/z/text_4097" "$1/ctree/other"; rm -rf "$1/ctree/z"
+  log "trees made"
+  mkimage z_lz4 -zlz4 "$B/z_lz4" "$t"
+  mkimage z_lz4hc -zlz4hc "$B/z_lz4hc" "$t"
+  mkimage z_big -zlz4hc -C65536 "$B/z_big" "$t"
+  mkimage z_ztail -zlz4 -Eztailpacking "$B/z_ztail" "$t"
+  mkimage z_legacy -zlz4 -Elegacy-compress "$B/z_legacy" "$t"
+  mkimage zsplit -zlz4hc -C65536 "$B/zsplit" "$1/splittree"
+  mkimage zgood -zlz4 "$B/zgood" "$1/ctree"
+  dump.erofs --path=/text -e "$B/zsplit" > "$1/zsplit.extents" || die "dump.erofs failed"
+  log "images built"
+}
+
+if [ "${1:-}" = --prebuild ]; then
+  D=${2:?usage: $0 --prebuild DIR}
+  rm -rf "$D"; B="$D/blobs" LOGS="$D"
+  mkdir -p "$B" || exit 1
+  command -v dump.erofs >/dev/null || die "dump.erofs (erofs-utils) is missing"
+  build_all "$D"
+  prebuilt_key > "$D/stamp"
+  exit 0
+fi
+
 setup_work
 load_module
 load_reference
 command -v dump.erofs >/dev/null || skip "dump.erofs (erofs-utils) is missing"
-
-t="$W/tree"
-$PY "$SELFTEST_DIR/treegen.py" corpus "$t" || die "cannot create the corpus tree"
-$PY "$SELFTEST_DIR/treegen.py" compressible "$t/z" || die "cannot create the compressible files"
-$PY "$SELFTEST_DIR/treegen.py" compressible "$W/splittree" 3145728 || die "cannot create the split tree"
-mkdir -p "$W/ctree"
-$PY "$SELFTEST_DIR/treegen.py" compressible "$W/ctree/z" 300000 || die "cannot create the corruption tree"
-mv "$W/ctree/z/text" "$W/ctree/victim"; mv "$W/ctree/z/text_4097" "$W/ctree/other"; rm -rf "$W/ctree/z"
-
-log "trees made"
 setup_cache 512M
 # Images on the ext4 cache filesystem, as 07 does (mkfs.erofs 1.5 and tmpfs do not mix well).
-B="$W/cachefs/blobs"
+B="$W/cachefs/blobs" LOGS="$W"
 mkdir -p "$B"
-mkimage() {  # mkimage NAME MKFS_ARGS... (tree last)
-  local name=$1; shift
-  mkfs.erofs "$@" >"$W/mkfs-$name.log" 2>&1 || { tr -cd '[:print:]\n' < "$W/mkfs-$name.log" | tail -n 5; die "mkfs.erofs $name failed"; }
-}
-mkimage z_lz4 -zlz4 "$B/z_lz4" "$t"
-mkimage z_lz4hc -zlz4hc "$B/z_lz4hc" "$t"
-mkimage z_big -zlz4hc -C65536 "$B/z_big" "$t"
-mkimage z_ztail -zlz4 -Eztailpacking "$B/z_ztail" "$t"
-mkimage z_legacy -zlz4 -Elegacy-compress "$B/z_legacy" "$t"
-mkimage zsplit -zlz4hc -C65536 "$B/zsplit" "$W/splittree"
-mkimage zgood -zlz4 "$B/zgood" "$W/ctree"
-log "images built"
+# The fixtures: prebuilt on the host (trees read from there: only read), or built here.
+if F=$(prebuilt 22_compressed_lz4); then
+  cp -a "$F/blobs/." "$B/" || die "cannot copy the prebuilt images from $F"
+  log "trees and images prebuilt on the host ($F)"
+else
+  F=$W
+  build_all "$F"
+fi
+t="$F/tree"
 
 # The split image: the daemon will copy every other 4 KiB block (odd block numbers) into the
 # cache after the blob's OPEN; demand READs (--window 0) then fetch exactly the missing blocks.
-dump.erofs --path=/text -e "$B/zsplit" > "$W/zsplit.extents" || die "dump.erofs failed"
 split_size=$(stat -c %s "$B/zsplit")
 prefetch=()
 for ((o = 4096; o < split_size; o += 8192)); do prefetch+=(--prefetch "zsplit:$o:4096"); done
@@ -165,7 +190,7 @@ if whole != data:
 print("%d pclusters, %d blocks not cached, %d reads + the whole file in %.1f s" % (len(ext), missing, n, time.time() - t0))
 print("missing=%d" % missing)
 EOF
-if timeout 300 $PY "$W/split.py" "$W/split/text" "$W/splittree/text" "$W/zsplit.extents" 50 > "$W/split.out" 2>&1; then
+if timeout 300 $PY "$W/split.py" "$W/split/text" "$F/splittree/text" "$F/zsplit.extents" 50 > "$W/split.out" 2>&1; then
   reads1=$(stat_value reads)
   missing=$(sed -n 's/^missing=//p' "$W/split.out")
   log "zsplit: $(head -n 1 "$W/split.out"); $((reads1 - reads0)) READ requests in $((SECONDS - split_start)) s"
@@ -179,7 +204,7 @@ if [ "$split_ref" = 1 ]; then
   if mount_fs erofs fsid=zsplit_c "$W/split_c"; then
     prefetch_over2() { [ "$(stat_value prefetch_done)" -ge 2 ] 2>/dev/null; }
     wait_until 120 prefetch_over2 || log "zsplit_c: the prefetch did not finish"
-    timeout 300 $PY "$W/split.py" "$W/split_c/text" "$W/splittree/text" "$W/zsplit.extents" 50 > "$W/split_c.out" 2>&1
+    timeout 300 $PY "$W/split.py" "$W/split_c/text" "$F/splittree/text" "$F/zsplit.extents" 50 > "$W/split_c.out" 2>&1
     log "in-tree erofs on the split image: exit $?: $(tr -cd '[:print:]\n' < "$W/split_c.out" | head -n 2 | tr '\n' ' ')"
     kmsg_since "split reads, in-tree erofs" | grep -iE "erofs|bug|warn|kasan" | head -n 8 | sed 's/^/#   /'
     umount_fs "$W/split_c" || log "in-tree erofs: umount failed"
@@ -253,7 +278,7 @@ for name in zbad_index zbad_pcluster; do
   elif [ $rc = 124 ]; then fail "$name: reading the corrupted file hung"
   elif grep -qE "Structure needs cleaning|Input/output error|Operation not supported" <<<"$out"; then log "ok: $name: ${out##*: }"
   else fail "$name: unexpected error: $out"; fi
-  check "$name: the other file still reads" cmp -s "$W/bad/other" "$W/ctree/other"
+  check "$name: the other file still reads" cmp -s "$W/bad/other" "$F/ctree/other"
   klog=$(kmsg_since "case $name" | grep "erofs_rs: .*$name")
   [ -n "$klog" ] || fail "$name: no erofs_rs line in the kernel log"
   head -n 2 <<<"$klog" | sed 's/^/#   /'

@@ -213,5 +213,22 @@ mkfs_erofs() {
   return $rc
 }
 
+# Prebuilt fixtures. mkfs.erofs and the tree generators run many times slower in the TCG guest
+# than on the host, so tools/check (make check) first runs prebuild.sh on the host, which calls
+# `TEST.sh --prebuild DIR` for the tests that support it: they build their trees and images into
+# DIR and write DIR/stamp last. In the guest, `prebuilt NAME` (EROFS_RS_PREBUILT set by
+# tools/check) prints that directory if its stamp matches what the fixture depends on now
+# (prebuilt_key: the test script, lib.sh, treegen.py, the mkfs.erofs binary, the extra words
+# given); otherwise the test builds everything itself, as when it is run alone.
+prebuilt_key() {
+  { cat "$SELFTEST_DIR/lib.sh" "$SELFTEST_DIR/treegen.py" "$0" "$(command -v mkfs.erofs)"; echo "$*"; } \
+    | sha256sum | cut -c1-32
+}
+prebuilt() {  # prebuilt NAME KEY_WORDS...
+  local d=${EROFS_RS_PREBUILT:-}/$1; shift
+  [ -n "${EROFS_RS_PREBUILT:-}" ] && [ -f "$d/stamp" ] && [ "$(cat "$d/stamp")" = "$(prebuilt_key "$@")" ] \
+    && echo "$d"
+}
+
 # kernel log lines after the last "erofs_rs-selftest: MARK" line
 kmsg_since() { dmesg | awk -v m="erofs_rs-selftest: $1" 'index($0, m) { buf = ""; next } { buf = buf $0 "\n" } END { printf "%s", buf }'; }
