@@ -16,35 +16,37 @@ mkdir -p "$W/tree"
 head -c $((6 * 1048576 + 5)) /dev/urandom > "$W/tree/big"
 build_image "$W/tree" "$W/blobs"
 setup_cache
+start_daemon "$W/blobs" --window 0
 
-# cold_read TYPE [OPTIONS]: sets COLD to the READ requests and FETCHED to the bytes fetched for
-# reading "big" once from an empty cache, its hash in $W/sum_TYPE (not a $(...) function: the
-# daemon it starts must not hold the substitution's pipe).
+# cold_read TYPE TAG [OPTIONS]: sets COLD to the READ requests and FETCHED to the bytes fetched
+# for reading "big" once from an empty cache, its hash in $W/sum_TAG. Each read goes through
+# cookies of its own (meta_TAG, blob1_TAG: links to the same blobs), so it starts from empty
+# cache files with the one daemon (--window 0: it fills only what is asked).
 cold_read() {
-  reset_cache "$W/blobs" --window 0
-  mount_fs "$1" "fsid=meta,device=blob1${2:-}" "$W/m_$1" || die "mount -t $1 -o ...${2:-} failed"
+  ln -s meta "$W/blobs/meta_$2"; ln -s blob1 "$W/blobs/blob1_$2"
+  mount_fs "$1" "fsid=meta_$2,device=blob1_$2${3:-}" "$W/m_$2" || die "mount -t $1 -o ...${3:-} failed"
   local before; before=$(stat_value reads)
   local fbefore; fbefore=$(stat_value bytes_fetched)
-  sha256sum "$W/m_$1/big" | cut -d' ' -f1 > "$W/sum_$1"
+  sha256sum "$W/m_$2/big" | cut -d' ' -f1 > "$W/sum_$2"
   local after; after=$(stat_value reads)
   FETCHED=$(( $(stat_value bytes_fetched) - fbefore ))
-  OPTS=$(awk -v m="$W/m_$1" '$2 == m { print $4 }' /proc/mounts)
-  umount_fs "$W/m_$1"
+  OPTS=$(awk -v m="$W/m_$2" '$2 == m { print $4 }' /proc/mounts)
+  umount_fs "$W/m_$2"
   COLD=$((after - before))
 }
-cold_read erofs_rs; rs=$COLD
-cold_read erofs; ref=$COLD
+cold_read erofs_rs rs; rs=$COLD
+cold_read erofs ref; ref=$COLD
 pages=$(( (6 * 1048576 + 5 + 4095) / 4096 ))
 log "cold read of 6 MiB: erofs_rs $rs READ requests, in-tree erofs $ref, pages $pages"
-check "same data through both" cmp -s "$W/sum_erofs_rs" "$W/sum_erofs"
-check "same data as the source" test "$(cat "$W/sum_erofs_rs")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
+check "same data through both" cmp -s "$W/sum_rs" "$W/sum_ref"
+check "same data as the source" test "$(cat "$W/sum_rs")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
 check "erofs_rs needs no more requests than in-tree erofs ($rs <= $ref)" test "$rs" -le "$ref"
 check "requests are merged: fewer than a quarter of the pages ($rs < $((pages / 4)))" test "$rs" -lt $((pages / 4))
 
 blob=$(stat -c %s "$W/blobs/blob1")
-cold_read erofs_rs ,fetch_kb=2048; fk=$COLD
+cold_read erofs_rs fk ,fetch_kb=2048; fk=$COLD
 log "cold read with fetch_kb=2048: $fk READ requests, $FETCHED bytes fetched (blob: $blob bytes); options $OPTS"
-check "fetch_kb=2048: same data as the source" test "$(cat "$W/sum_erofs_rs")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
+check "fetch_kb=2048: same data as the source" test "$(cat "$W/sum_fk")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
 check "fetch_kb=2048: at most 4 READ requests for 6 MiB ($fk)" test "$fk" -le 4 -a "$fk" -ge 1
 check "fetch_kb=2048: fewer requests than without ($fk < $rs)" test "$fk" -lt "$rs"
 check "fetch_kb=2048: nothing fetched twice or past the blob's end ($FETCHED <= $blob)" test "$FETCHED" -le "$blob"
