@@ -426,28 +426,26 @@ class Guest:
         self.save()
         self.umount(big)
 
+    def cold_window0(self, fs, run, suffix, extra=""):
+        """Cold reads of both trees with a daemon that fills only what is asked (--window 0),
+        mounted with `extra` options; scenarios src_cold_read<suffix>, large_cold_read<suffix>."""
+        self.reset(0)
+        src, big = self.mount(fs, "src", extra), self.mount(fs, "large", extra)
+        drop_caches()
+        self.check_tree(self.measure("src_cold_read" + suffix, fs, run, read_all, src), "src")
+        self.check_tree(self.measure("large_cold_read" + suffix, fs, run, read_all, big), "large")
+        for m in (src, big):
+            self.umount(m)
+
     def phase_window0(self, fs, run):
         """The cold scenario again with a daemon that fills only what is asked (--window 0):
         the requests each kernel module sends by itself."""
-        self.reset(0)
-        src, big = self.mount(fs, "src"), self.mount(fs, "large")
-        drop_caches()
-        self.check_tree(self.measure("src_cold_read_window0", fs, run, read_all, src), "src")
-        self.check_tree(self.measure("large_cold_read_window0", fs, run, read_all, big), "large")
-        for m in (src, big):
-            self.umount(m)
+        self.cold_window0(fs, run, "_window0")
 
     def phase_fetch(self, fs, run):
         """The --window 0 cold reads again, erofs_rs mounted with fetch_kb=1024 (each miss asks
         for 1 MiB of the blob); in-tree erofs has no such option and reads as in window0."""
-        self.reset(0)
-        extra = ",fetch_kb=1024" if fs == "erofs_rs" else ""
-        src, big = self.mount(fs, "src", extra), self.mount(fs, "large", extra)
-        drop_caches()
-        self.check_tree(self.measure("src_cold_read_fetch1m", fs, run, read_all, src), "src")
-        self.check_tree(self.measure("large_cold_read_fetch1m", fs, run, read_all, big), "large")
-        for m in (src, big):
-            self.umount(m)
+        self.cold_window0(fs, run, "_fetch1m", ",fetch_kb=1024" if fs == "erofs_rs" else "")
 
     def phase_z(self, fs, run):
         """The source tree compressed (mkfs.erofs -zlz4hc, one blob): warm and hot reads of

@@ -166,6 +166,68 @@ impl Cookie {
         r
     }
 
+    /// Issues `fscache_read()` calls on `cres` for the blob from `pos` until `iter` is consumed:
+    /// each step first calls `prepare_ondemand_read` (on a hole cachefiles asks the daemon for
+    /// at least `ask` bytes, see [`Cookie::ask_len`], and waits; it may shorten the step at a
+    /// cached/uncached boundary), then reads the step. Each read takes one count of `pending`
+    /// before it is issued; its `end_io(priv_, ...)`, which cachefiles calls exactly once per
+    /// call (also when it fails before submitting), drops it. Stops at the first failure and
+    /// returns it; reads already issued still end through `end_io`.
+    ///
+    /// # Safety
+    ///
+    /// `cres` holds a begun cache operation; `iter` is initialised and describes memory reserved
+    /// for these reads until every `end_io` has run; `end_io` may be called with `priv_` until
+    /// then.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn issue_reads(
+        &self,
+        cres: *mut ffi::CacheResources,
+        mut pos: i64,
+        iter: *mut bindings::iov_iter,
+        ask: u64,
+        pending: &AtomicUsize,
+        end_io: ffi::TermFn,
+        priv_: *mut c_void,
+    ) -> Result {
+        loop {
+            // SAFETY: `iter` is initialised (caller's guarantee).
+            let orig = unsafe { ffi::erofs_rs_iov_iter_count(iter) };
+            if orig == 0 {
+                return Ok(());
+            }
+            let mut n = self.ask_len(pos, orig, ask);
+            // SAFETY: `cres` holds a begun operation. On a hole this sleeps (killably) until the
+            // daemon has answered.
+            let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, pos, &mut n) };
+            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 {
+                crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
+                return Err(EIO);
+            }
+            // What is cached from `pos` on may reach past what we read (a widened ask).
+            let n = n.min(orig);
+            // SAFETY: `iter` is initialised and `n <= orig`.
+            unsafe { ffi::erofs_rs_iov_iter_truncate(iter, n) };
+            pending.fetch_add(1, Ordering::AcqRel);
+            // SAFETY: `cres` is live, `iter` describes memory reserved for this read and `priv_`
+            // stays valid for `end_io` (caller's guarantee); the count taken above is the read's.
+            let ret = unsafe { ffi::erofs_rs_cache_read(cres, pos, iter, end_io, priv_) };
+            if ret != 0 && ret != -(bindings::EIOCBQUEUED as i32) {
+                crate::erofs_err!("blob read at {} failed: {}", pos, ret);
+                return Err(Error::from_errno(ret));
+            }
+            // SAFETY: `iter` is initialised.
+            if unsafe { ffi::erofs_rs_iov_iter_count(iter) } != 0 {
+                // fscache_read() consumes the whole (truncated) iterator or fails.
+                return Err(EIO);
+            }
+            // SAFETY: `iter` is initialised; `orig - n` bytes remain of the original range.
+            unsafe { ffi::erofs_rs_iov_iter_reexpand(iter, orig - n) };
+            // `n <= orig`, and the whole range fits the memory handed in.
+            pos = i64::try_from(n).ok().and_then(|n| pos.checked_add(n)).ok_or(EIO)?;
+        }
+    }
+
     /// Reads the blob from offset `pos` into the memory `iter` describes, until `iter` is
     /// consumed, and waits for every read to finish (`erofs_fscache_read_io_async`).
     ///
@@ -180,7 +242,7 @@ impl Cookie {
     /// `iter` is initialised and describes memory nobody else reads, writes or frees until
     /// this function returns.
     unsafe fn read_iter(&self, pos: u64, iter: &Opaque<bindings::iov_iter>, ask: u64) -> Result {
-        let mut pos = i64::try_from(pos).map_err(|_| EIO)?;
+        let pos = i64::try_from(pos).map_err(|_| EIO)?;
         let op = core::pin::pin!(ReadOp::new());
         op.as_ref().init();
 
@@ -198,62 +260,12 @@ impl Cookie {
         }
         // From here `cres` holds a cache operation that must be ended, after all reads on it
         // have completed: `op.finish()` waits for them.
-        let mut result = Ok(());
-        loop {
-            // SAFETY: `iter` is initialised (caller's guarantee).
-            let orig = unsafe { ffi::erofs_rs_iov_iter_count(iter.get()) };
-            if orig == 0 {
-                break;
-            }
-            let mut n = self.ask_len(pos, orig, ask);
-            // SAFETY: `cres` was set up by a successful begin_read. On a hole this sleeps
-            // (killably) until the daemon has answered.
-            let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(&mut cres, pos, &mut n) };
-            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 {
-                crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
-                result = Err(EIO);
-                break;
-            }
-            // What is cached from `pos` on may reach past what we read (a widened ask).
-            let n = n.min(orig);
-            // SAFETY: `iter` is initialised and `n <= orig`.
-            unsafe { ffi::erofs_rs_iov_iter_truncate(iter.get(), n) };
-            op.pending.fetch_add(1, Ordering::AcqRel);
-            // SAFETY: `cres` is live, `iter` describes memory reserved for this read (caller's
-            // guarantee), and `op` outlives the read because `op.finish()` below waits for every
-            // `end_io` call. cachefiles calls `end_io` exactly once per call, also when it fails
-            // before submitting.
-            let ret = unsafe {
-                ffi::erofs_rs_cache_read(
-                    &mut cres,
-                    pos,
-                    iter.get(),
-                    ReadOp::end_io,
-                    (&*op as *const ReadOp).cast_mut().cast(),
-                )
-            };
-            if ret != 0 && ret != -(bindings::EIOCBQUEUED as i32) {
-                crate::erofs_err!("blob read at {} failed: {}", pos, ret);
-                result = Err(Error::from_errno(ret));
-                break;
-            }
-            // SAFETY: `iter` is initialised.
-            if unsafe { ffi::erofs_rs_iov_iter_count(iter.get()) } != 0 {
-                // fscache_read() consumes the whole (truncated) iterator or fails.
-                result = Err(EIO);
-                break;
-            }
-            // SAFETY: `iter` is initialised; `orig - n` bytes remain of the original range.
-            unsafe { ffi::erofs_rs_iov_iter_reexpand(iter.get(), orig - n) };
-            // `n <= orig`, and the whole range fits the memory handed in.
-            match i64::try_from(n).ok().and_then(|n| pos.checked_add(n)) {
-                Some(p) => pos = p,
-                None => {
-                    result = Err(EIO);
-                    break;
-                }
-            }
-        }
+        let op_ptr = (&*op as *const ReadOp).cast_mut().cast();
+        // SAFETY: `cres` was begun above; `iter` describes memory reserved for these reads
+        // (caller's guarantee) and `op` outlives every read because `op.finish()` below waits
+        // for every `end_io` call.
+        let result =
+            unsafe { self.issue_reads(&mut cres, pos, iter.get(), ask, &op.pending, ReadOp::end_io, op_ptr) };
         let io_result = op.finish();
         // SAFETY: no read on `cres` is in flight any more (`finish` waited for all of them).
         unsafe { ffi::erofs_rs_end_operation(&mut cres) };
@@ -362,7 +374,7 @@ impl Cookie {
         on_done: OnDone,
     ) {
         let OnDone { done, ctx } = on_done;
-        let (Ok(mut pos), Ok(start)) = (i64::try_from(pos), i64::try_from(start)) else {
+        let (Ok(pos), Ok(start)) = (i64::try_from(pos), i64::try_from(start)) else {
             // SAFETY: `done` takes `ctx` (caller's guarantee); called once, here.
             unsafe { done(ctx, Err(EIO)) };
             return;
@@ -404,56 +416,14 @@ impl Cookie {
         // SAFETY: we hold the submitter's count, so `a` lives; completions touch only `pending`
         // and `error`, so these two fields are ours alone until `put` below.
         let (cres, iter) = unsafe { (&mut (*a).cres as *mut ffi::CacheResources, (*a).iter.get()) };
-        let fail = |e: Error| {
+        // SAFETY: the operation is begun; `iter` describes locked folios reserved for these reads
+        // until `on_done` (caller's guarantee), which comes after every `end_io`; each read's
+        // count keeps `a` alive until its `end_io`.
+        let r = unsafe { self.issue_reads(cres, pos, iter, ask, &(*a).pending, AsyncRead::end_io, a.cast()) };
+        if let Err(e) = r {
             // SAFETY: `a` lives (submitter's count).
             let error = unsafe { &(*a).error };
             let _ = error.compare_exchange(0, e.to_errno(), Ordering::AcqRel, Ordering::Acquire);
-        };
-        loop {
-            // SAFETY: `iter` is initialised.
-            let orig = unsafe { ffi::erofs_rs_iov_iter_count(iter) };
-            if orig == 0 {
-                break;
-            }
-            let mut n = self.ask_len(pos, orig, ask);
-            // SAFETY: `cres` was set up by a successful begin_read. On a hole this sleeps
-            // (killably) until the daemon has answered.
-            let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, pos, &mut n) };
-            if source != ffi::NETFS_READ_FROM_CACHE || n == 0 {
-                crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
-                fail(EIO);
-                break;
-            }
-            // What is cached from `pos` on may reach past what we read (a widened ask).
-            let n = n.min(orig);
-            // SAFETY: `iter` is initialised and `n <= orig`.
-            unsafe { ffi::erofs_rs_iov_iter_truncate(iter, n) };
-            // SAFETY: `a` lives (submitter's count); the new count is the read's.
-            unsafe { &(*a).pending }.fetch_add(1, Ordering::AcqRel);
-            // SAFETY: `cres` is live, `iter` describes locked folios reserved for this read
-            // (caller's guarantee), and the read's count keeps `a` alive until its `end_io`, which
-            // cachefiles calls exactly once per call, also when it fails before submitting.
-            let ret = unsafe { ffi::erofs_rs_cache_read(cres, pos, iter, AsyncRead::end_io, a.cast()) };
-            if ret != 0 && ret != -(bindings::EIOCBQUEUED as i32) {
-                crate::erofs_err!("blob read at {} failed: {}", pos, ret);
-                fail(Error::from_errno(ret));
-                break;
-            }
-            // SAFETY: `iter` is initialised.
-            if unsafe { ffi::erofs_rs_iov_iter_count(iter) } != 0 {
-                // fscache_read() consumes the whole (truncated) iterator or fails.
-                fail(EIO);
-                break;
-            }
-            // SAFETY: `iter` is initialised; `orig - n` bytes remain of the original range.
-            unsafe { ffi::erofs_rs_iov_iter_reexpand(iter, orig - n) };
-            match i64::try_from(n).ok().and_then(|n| pos.checked_add(n)) {
-                Some(p) => pos = p,
-                None => {
-                    fail(EIO);
-                    break;
-                }
-            }
         }
         // SAFETY: drops the submitter's count, which we own.
         unsafe { AsyncRead::put(a) };

@@ -605,11 +605,8 @@ unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut binding
         put(b",dax=never\0");
     }
     if flags.fetch_kb != 0 {
-        // At most 5 digits (MAX_FETCH_KB), plus the name and a NUL.
-        let mut buf = [0u8; 24];
-        let mut w = crate::super_::ByteWriter { buf: &mut buf, len: 0 };
-        if core::fmt::Write::write_fmt(&mut w, format_args!(",fetch_kb={}\0", flags.fetch_kb)).is_ok() {
-            put(&buf);
+        if let Ok(s) = kernel::str::CString::try_from_fmt(kernel::fmt!(",fetch_kb={}", flags.fetch_kb)) {
+            put(s.as_bytes_with_nul());
         }
     }
     put(b",fsid=\0");
@@ -682,22 +679,6 @@ pub(crate) static SUPER_OPS: Ops<bindings::super_operations> = Ops(bindings::sup
     // SAFETY: all-zero is a valid `super_operations` (every hook unset).
     ..unsafe { core::mem::zeroed() }
 });
-
-/// A `core::fmt::Write` into a fixed buffer; fails when it is full.
-pub(crate) struct ByteWriter<'a> {
-    pub(crate) buf: &'a mut [u8],
-    pub(crate) len: usize,
-}
-
-impl core::fmt::Write for ByteWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
-        let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
 
 /// Displays bytes from an image or an option as text, escaping what is not printable ASCII.
 pub(crate) struct BStr<'a>(pub(crate) &'a [u8]);
