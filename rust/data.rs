@@ -19,7 +19,7 @@ use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
 use crate::{erofs_err, ffi, format, inode, Ops};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::alloc::{flags::GFP_KERNEL, KBox, KVVec, KVec};
-use kernel::ffi::c_int;
+use kernel::ffi::{c_int, c_void};
 use crate::{efscorrupted};
 use kernel::bindings;
 use kernel::error::{code::*, Result};
@@ -512,13 +512,38 @@ fn read_fragment(
     })
 }
 
-/// The kernel's LZ4 decoder (`lib/lz4`, `LZ4_decompress_safe[_partial]`), which in-tree erofs
-/// uses too, behind the format layer's [`format::Lz4Decoder`] contract. Both functions are the
-/// "safe" variants: they never read past `src` or write past `dst` whatever the input.
-struct KernelLz4;
+/// The kernel's decoders, which in-tree erofs uses too, behind the format layer's
+/// [`format::Decoder`] contract: `lib/lz4` (`LZ4_decompress_safe[_partial]`, the "safe"
+/// variants: they never read past `src` or write past `dst` whatever the input), and through
+/// the C shim `lib/zlib_inflate` and `lib/zstd` (which are bounded by their buffers too).
+///
+/// DEFLATE and Zstandard need a workspace; it is allocated at the first extent that needs it
+/// and reused for the rest of the read (C keeps a pool of streams instead).
+pub(crate) struct KernelDecoders {
+    /// The DEFLATE or Zstandard workspace (empty until needed).
+    ws: KVVec<u8>,
+}
 
-impl format::Lz4Decoder for KernelLz4 {
-    fn decompress(&self, src: &[u8], dst: &mut [u8], mode: format::Lz4Mode) -> format::Result<usize> {
+/// The algorithms [`KernelDecoders`] decodes (a bitmap of algorithm ids, for
+/// [`format::ComprConfig::read_with`]): all but MicroLZMA.
+pub(crate) const KERNEL_DECODERS: u16 = (1 << format::Z_EROFS_COMPRESSION_LZ4)
+    | (1 << format::Z_EROFS_COMPRESSION_DEFLATE)
+    | (1 << format::Z_EROFS_COMPRESSION_ZSTD);
+
+impl KernelDecoders {
+    fn new() -> Self {
+        KernelDecoders { ws: KVVec::new() }
+    }
+
+    /// A workspace of at least `n` bytes.
+    fn workspace(&mut self, n: usize) -> format::Result<*mut c_void> {
+        let ws = grow(&mut self.ws, n, false).map_err(|_| format::Error::Io)?;
+        Ok(ws.as_mut_ptr().cast())
+    }
+}
+
+impl format::Decoder for KernelDecoders {
+    fn lz4(&mut self, src: &[u8], dst: &mut [u8], mode: format::Lz4Mode) -> format::Result<usize> {
         // The same answers as the format layer's decoder for the edge cases lib/lz4 does not
         // define the same way: an empty output or input.
         if dst.is_empty() {
@@ -542,6 +567,32 @@ impl format::Lz4Decoder for KernelLz4 {
             format::Lz4Mode::Partial => unsafe { ffi::LZ4_decompress_safe_partial(s, d, n_src, n_dst, n_dst) },
         };
         // A negative result is a malformed block; never more than `dst.len()` otherwise.
+        usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted)
+    }
+
+    fn deflate(&mut self, src: &[u8], dst: &mut [u8]) -> format::Result<format::Inflated> {
+        // SAFETY: no arguments; returns a constant.
+        let ws = self.workspace(unsafe { ffi::erofs_rs_inflate_workspace_size() })?;
+        let mut end = false;
+        // SAFETY: `ws` points to a workspace of the size zlib asked for, `src` and `dst` are
+        // valid for their lengths (the slices) and `end` for a write; zlib stays inside them.
+        let ret = unsafe {
+            ffi::erofs_rs_inflate(ws, src.as_ptr(), src.len(), dst.as_mut_ptr(), dst.len(), &mut end)
+        };
+        let produced = usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted)?;
+        Ok(format::Inflated { produced, stream_end: end })
+    }
+
+    fn zstd(&mut self, src: &[u8], dst: &mut [u8], max_window: u32) -> format::Result<usize> {
+        let window = usize::try_from(max_window).map_err(|_| format::Error::Corrupted)?;
+        // SAFETY: no pointers; returns a size.
+        let n = unsafe { ffi::erofs_rs_zstd_workspace_size(window) };
+        let ws = self.workspace(n)?;
+        // SAFETY: `ws` points to at least `n` bytes, the workspace size for `window`; `src` and
+        // `dst` are valid for their lengths (the slices); zstd stays inside them.
+        let ret = unsafe {
+            ffi::erofs_rs_zstd(ws, n, window, src.as_ptr(), src.len(), dst.as_mut_ptr(), dst.len())
+        };
         usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted)
     }
 }
@@ -621,6 +672,7 @@ fn read_run_compressed(
 
     let mut batch = Batch { buf: KVVec::new(), meta: false, device: 0, start: 0, len: 0 };
     let mut out_buf = KVVec::new();
+    let mut decoders = KernelDecoders::new();
     for i in 0..pieces.len() {
         let Some(&Piece { ext, off, n, source }) = pieces.get(i) else { break };
         let lpos = run.start + off;
@@ -634,7 +686,7 @@ fn read_run_compressed(
         // At most the extent's length, which `map_compressed` limits to 12 MiB.
         let out_len = usize::try_from(skip + n).map_err(|_| efscorrupted())?;
         let out = grow(&mut out_buf, out_len, false)?;
-        format::decompress_extent_with(&KernelLz4, &info.fs, &ext, pcluster, out).map_err(|e| {
+        format::decompress_extent_with(&mut decoders, &info.fs, &info.compr, &ext, pcluster, out).map_err(|e| {
             erofs_err!(
                 "{}: nid {}: cannot decompress the extent at {} (+{}) from the pcluster at {} (+{}): {:?}",
                 BStr(info.opts.fsid.as_bytes()),

@@ -145,6 +145,31 @@ extern "C" {
     /// The NULL-terminated table of xattr handlers (user., trusted., security.).
     pub(crate) static erofs_rs_xattr_handlers: [*const bindings::xattr_handler; 4];
 
+    /// `zlib_inflate_workspacesize()`.
+    pub(crate) fn erofs_rs_inflate_workspace_size() -> usize;
+    /// One raw-DEFLATE `zlib_inflate` over whole buffers: bytes written (`*end`: the stream
+    /// ended) or -1 for malformed data.
+    pub(crate) fn erofs_rs_inflate(
+        workspace: *mut c_void,
+        src: *const u8,
+        srclen: usize,
+        dst: *mut u8,
+        dstlen: usize,
+        end: *mut bool,
+    ) -> core::ffi::c_long;
+    /// `zstd_dstream_workspace_bound(max_window)`.
+    pub(crate) fn erofs_rs_zstd_workspace_size(max_window: usize) -> usize;
+    /// Decodes one Zstandard frame until `dst` is full: bytes written or -1 for malformed data.
+    pub(crate) fn erofs_rs_zstd(
+        workspace: *mut c_void,
+        wssize: usize,
+        max_window: usize,
+        src: *const u8,
+        srclen: usize,
+        dst: *mut u8,
+        dstlen: usize,
+    ) -> core::ffi::c_long;
+
     // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h,
     // lz4.h).
     pub(crate) fn folio_unlock(folio: *mut bindings::folio);

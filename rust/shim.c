@@ -4,7 +4,8 @@
  *
  * Everything here is a one-line wrapper around a static inline function or macro of fscache.h,
  * netfs.h, pagemap.h, highmem.h, fs.h or ratelimit.h, which bindgen cannot turn into a callable
- * symbol. Policy (what to read, how to react to a result) stays in Rust: see rust/fscache.rs and
+ * symbol, or (zlib.h, zstd.h) a call whose stream structures would otherwise have to be
+ * mirrored in Rust. Policy (what to read, how to react to a result) stays in Rust: see rust/fscache.rs and
  * rust/folio.rs for the safe wrappers that are the only users of these functions.
  */
 #include <linux/bvec.h>
@@ -23,6 +24,8 @@
 #include <linux/vmalloc.h>
 #include <linux/xattr.h>
 #include <linux/posix_acl_xattr.h>
+#include <linux/zlib.h>
+#include <linux/zstd.h>
 
 #include "shim.h"
 
@@ -408,4 +411,71 @@ void erofs_rs_domain_lock(void)
 void erofs_rs_domain_unlock(void)
 {
 	mutex_unlock(&erofs_rs_domain_mutex);
+}
+
+/* --- decompressors: lib/zlib_inflate (DEFLATE) and lib/zstd, as in-tree erofs uses them */
+
+size_t erofs_rs_inflate_workspace_size(void)
+{
+	return zlib_inflate_workspacesize();
+}
+
+/*
+ * Inflates the raw DEFLATE stream at @src (32 KiB window, no zlib header) into @dst in one
+ * zlib_inflate(Z_SYNC_FLUSH) call over both whole buffers: it stops at the stream's end, a
+ * full @dst or the end of @src. @workspace holds erofs_rs_inflate_workspace_size() bytes.
+ * Returns the bytes written and sets *@end if the stream ended, or -1 for malformed data.
+ */
+long erofs_rs_inflate(void *workspace, const u8 *src, size_t srclen, u8 *dst, size_t dstlen,
+		      bool *end)
+{
+	struct z_stream_s z = { .workspace = workspace };
+	int zerr;
+
+	if (srclen > UINT_MAX || dstlen > UINT_MAX)
+		return -1;
+	if (zlib_inflateInit2(&z, -MAX_WBITS) != Z_OK)
+		return -1;
+	z.next_in = src;
+	z.avail_in = srclen;
+	z.next_out = dst;
+	z.avail_out = dstlen;
+	zerr = zlib_inflate(&z, Z_SYNC_FLUSH);
+	zlib_inflateEnd(&z);
+	if (zerr != Z_OK && zerr != Z_STREAM_END)
+		return -1;
+	*end = zerr == Z_STREAM_END;
+	return dstlen - z.avail_out;
+}
+
+size_t erofs_rs_zstd_workspace_size(size_t max_window)
+{
+	return zstd_dstream_workspace_bound(max_window);
+}
+
+/*
+ * Decodes the Zstandard frame at @src into @dst until @dst is full, the frame ends or @src
+ * runs out. @workspace holds erofs_rs_zstd_workspace_size(@max_window) bytes: a frame that
+ * needs a larger window fails. Returns the bytes written, or -1 for malformed data.
+ */
+long erofs_rs_zstd(void *workspace, size_t wssize, size_t max_window, const u8 *src,
+		   size_t srclen, u8 *dst, size_t dstlen)
+{
+	zstd_in_buffer in = { .src = src, .size = srclen, .pos = 0 };
+	zstd_out_buffer out = { .dst = dst, .size = dstlen, .pos = 0 };
+	zstd_dstream *ds = zstd_init_dstream(max_window, workspace, wssize);
+
+	if (!ds)
+		return -1;
+	while (out.pos < out.size) {
+		size_t in0 = in.pos, out0 = out.pos;
+		size_t zerr = zstd_decompress_stream(ds, &out, &in);
+
+		if (zstd_is_error(zerr))
+			return -1;
+		/* the frame ended, or no progress: the input ran out */
+		if (!zerr || (in.pos == in0 && out.pos == out0))
+			break;
+	}
+	return out.pos;
 }

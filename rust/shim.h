@@ -68,4 +68,11 @@ struct folio *erofs_rs_readahead_folio(struct readahead_control *rac);
 struct posix_acl *erofs_rs_get_acl(struct inode *inode, int type, bool rcu);
 extern const struct xattr_handler * const erofs_rs_xattr_handlers[];
 
+size_t erofs_rs_inflate_workspace_size(void);
+long erofs_rs_inflate(void *workspace, const u8 *src, size_t srclen, u8 *dst, size_t dstlen,
+		      bool *end);
+size_t erofs_rs_zstd_workspace_size(size_t max_window);
+long erofs_rs_zstd(void *workspace, size_t wssize, size_t max_window, const u8 *src,
+		   size_t srclen, u8 *dst, size_t dstlen);
+
 #endif /* EROFS_RS_SHIM_H */

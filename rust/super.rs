@@ -295,25 +295,30 @@ fn algorithm_name(id: u8) -> &'static str {
 
 /// `z_erofs_parse_cfgs`: the compression configuration, read at every mount as C does (LZ4
 /// with defaults when the image has no `COMPR_CFGS`). An algorithm erofs_rs cannot decode
-/// (anything but LZ4) refuses the mount with `EOPNOTSUPP`, as C does for algorithms its kernel
-/// was built without; a malformed LZ4 record is `EINVAL` as in C.
+/// (MicroLZMA: see [`crate::data::KERNEL_DECODERS`]) refuses the mount with `EOPNOTSUPP`, as C
+/// does for algorithms its kernel was built without; a malformed record is `EINVAL` and
+/// DEFLATE window bits above 15 `EOPNOTSUPP`, as in C.
 fn read_compr_config(meta: &BlobCache, fs: &format::SuperBlock, fsid: &[u8]) -> Result<format::ComprConfig> {
-    format::ComprConfig::read(&MetaSource(meta), fs).map_err(|e| match e {
+    format::ComprConfig::read_with(&MetaSource(meta), fs, crate::data::KERNEL_DECODERS).map_err(|e| match e {
         format::ComprError::UnknownAlgorithms(bits) => {
             erofs_err!("{}: unidentified algorithms {:x}, please upgrade kernel", BStr(fsid), bits);
             eopnotsupp()
         }
         format::ComprError::UnsupportedAlgorithm(id) => {
             erofs_err!(
-                "{}: compression algorithm {} ({}) is not supported by erofs_rs (only lz4)",
+                "{}: compression algorithm {} ({}) is not supported by erofs_rs (lz4, deflate and zstd are)",
                 BStr(fsid),
                 algorithm_name(id),
                 id
             );
             eopnotsupp()
         }
-        format::ComprError::Format(format::Error::Corrupted) => {
-            erofs_err!("{}: invalid lz4 compression configuration", BStr(fsid));
+        format::ComprError::Config(id, format::Error::Unsupported) => {
+            erofs_err!("{}: unsupported {} compression configuration", BStr(fsid), algorithm_name(id));
+            eopnotsupp()
+        }
+        format::ComprError::Config(id, _) => {
+            erofs_err!("{}: invalid {} compression configuration", BStr(fsid), algorithm_name(id));
             EINVAL
         }
         format::ComprError::Format(e) => {

@@ -14,14 +14,17 @@
 //! output are separate slices, so the kernel's in-place and overlap handling is not needed: the
 //! caller reads the pcluster into one buffer and decodes into another.
 //!
-//! The block decoder is pluggable ([`Lz4Decoder`]): [`decompress_extent`] uses this module's
-//! ([`RustLz4`]), which user space tests and fuzzes; the kernel module passes the kernel's
-//! `lib/lz4` to [`decompress_extent_with`], as in-tree erofs decodes.
+//! The decoders are pluggable ([`Decoder`]): [`decompress_extent`] uses this module's LZ4
+//! decoder ([`RustLz4`]), which user space tests and fuzzes; the kernel module passes the
+//! kernel's `lib/lz4`, `lib/zlib_inflate` and `lib/zstd` to [`decompress_extent_with`], as
+//! in-tree erofs decodes. DEFLATE and Zstandard extents follow `z_erofs_deflate_decompress` and
+//! `z_erofs_zstd_decompress`: zero padding skipped, then what the decoder produced checked
+//! here with C's rules (see [`decompress_extent_with`]).
 
 use super::error::{Error, Result};
 use super::le;
 use super::superblock::{SuperBlock, EROFS_FEATURE_INCOMPAT_ZERO_PADDING};
-use super::zmap::{Algorithm, ZExtent};
+use super::zmap::{Algorithm, ComprConfig, ZExtent};
 
 /// Minimum match length.
 const MINMATCH: usize = 4;
@@ -210,18 +213,48 @@ pub(crate) fn lz4_decompress(src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Resul
     }
 }
 
-/// An LZ4 block decoder with the contract of [`lz4_decompress`]: the bytes decoded into `dst`
-/// (never more than `dst.len()`), or [`Error::Corrupted`] for a malformed block.
-pub(crate) trait Lz4Decoder {
-    /// Decodes `src` into `dst` in `mode`.
-    fn decompress(&self, src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Result<usize>;
+/// What [`Decoder::deflate`] produced: the bytes written to `dst` and whether the DEFLATE
+/// stream ended (zlib's `Z_STREAM_END`; otherwise the decoder stopped because `dst` was full or
+/// the input ran out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Inflated {
+    /// Bytes written to the start of `dst` (at most `dst.len()`).
+    pub(crate) produced: usize,
+    /// The final block's end was decoded.
+    pub(crate) stream_end: bool,
 }
 
-/// This module's safe decoder, [`lz4_decompress`].
+/// The decoders of compressed extents. [`Decoder::lz4`] is required; an algorithm whose method
+/// is not overridden is [`Error::Unsupported`] (the reader refuses it at mount through the
+/// `supported` bitmap of [`ComprConfig::read_with`](super::ComprConfig::read_with)).
+pub(crate) trait Decoder {
+    /// Decodes the LZ4 block `src` into `dst` in `mode`, with the contract of
+    /// [`lz4_decompress`]: the bytes decoded into `dst` (never more than `dst.len()`), or
+    /// [`Error::Corrupted`] for a malformed block.
+    fn lz4(&mut self, src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Result<usize>;
+
+    /// Decodes the raw DEFLATE stream (no zlib header, 32 KiB window) at the start of `src`
+    /// into `dst` until the stream ends, `dst` is full or `src` runs out; bytes after the
+    /// stream's end are ignored. [`Error::Corrupted`] for malformed data.
+    fn deflate(&mut self, _src: &[u8], _dst: &mut [u8]) -> Result<Inflated> {
+        Err(Error::Unsupported)
+    }
+
+    /// Decodes the Zstandard frame at the start of `src` into `dst`, stopping once `dst` is
+    /// full (the rest of the frame and anything after it are not looked at); a frame whose
+    /// window is larger than `max_window` bytes is refused. Returns the bytes written: fewer
+    /// than `dst.len()` if the frame ended or `src` ran out first. [`Error::Corrupted`] for
+    /// malformed data or a too large window.
+    fn zstd(&mut self, _src: &[u8], _dst: &mut [u8], _max_window: u32) -> Result<usize> {
+        Err(Error::Unsupported)
+    }
+}
+
+/// This module's safe LZ4 decoder, [`lz4_decompress`] (no DEFLATE nor Zstandard).
 pub(crate) struct RustLz4;
 
-impl Lz4Decoder for RustLz4 {
-    fn decompress(&self, src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Result<usize> {
+impl Decoder for RustLz4 {
+    fn lz4(&mut self, src: &[u8], dst: &mut [u8], mode: Lz4Mode) -> Result<usize> {
         lz4_decompress(src, dst, mode)
     }
 }
@@ -258,7 +291,15 @@ pub(crate) fn strip_zero_padding(data: &[u8], window: usize) -> Result<&[u8]> {
 /// Uncompressed pclusters ([`Algorithm::Shifted`], [`Algorithm::Interlaced`]) are copied;
 /// more output than the pcluster holds is [`Error::Unsupported`], as in C.
 ///
-/// Errors: [`Error::Unsupported`] for the other algorithms (LZMA, DEFLATE, Zstandard) and for
+/// DEFLATE and Zstandard: the zero padding is always skipped (as in C, whatever the feature
+/// bits say), then the decoder runs over the rest of the pcluster. DEFLATE
+/// (`z_erofs_deflate_decompress`): the stream must end exactly when `dst` is full, except for
+/// a partial decode (as for LZ4), where a full `dst` is enough; a stream that ends early is
+/// [`Error::Corrupted`]. Zstandard (`z_erofs_zstd_decompress`): `dst` must be filled, from a
+/// frame whose window is at most [`ComprConfig::zstd_window`](super::ComprConfig::zstd_window)
+/// of `cfg`.
+///
+/// Errors: [`Error::Unsupported`] for MicroLZMA, for an algorithm `dec` does not decode, and for
 /// fragment extents (their data is in the packed inode, at `ext.physical` in its file data);
 /// [`Error::Corrupted`] for a hole, a `pcluster` that is not `ext.plength` bytes long, a `dst`
 /// longer than the extent, or bad compressed data. On error `dst` holds unspecified bytes.
@@ -268,13 +309,22 @@ pub(crate) fn decompress_extent(
     pcluster: &[u8],
     dst: &mut [u8],
 ) -> Result<()> {
-    decompress_extent_with(&RustLz4, sb, ext, pcluster, dst)
+    let cfg = ComprConfig {
+        algorithms: 1 << super::Z_EROFS_COMPRESSION_LZ4,
+        lz4_max_distance: 0,
+        lz4_max_pclusterblks: 1,
+        deflate_windowbits: 0,
+        zstd_windowlog: 0,
+    };
+    decompress_extent_with(&mut RustLz4, sb, &cfg, ext, pcluster, dst)
 }
 
-/// [`decompress_extent`] with the LZ4 blocks decoded by `lz4`.
+/// [`decompress_extent`] with the compressed data decoded by `dec`, for a filesystem whose
+/// compression configuration is `cfg`.
 pub(crate) fn decompress_extent_with(
-    lz4: &impl Lz4Decoder,
+    dec: &mut impl Decoder,
     sb: &SuperBlock,
+    cfg: &ComprConfig,
     ext: &ZExtent,
     pcluster: &[u8],
     dst: &mut [u8],
@@ -311,7 +361,7 @@ pub(crate) fn decompress_extent_with(
             } else {
                 Lz4Mode::Full
             };
-            if lz4.decompress(input, dst, mode)? != dst.len() {
+            if dec.lz4(input, dst, mode)? != dst.len() {
                 return Err(Error::Corrupted);
             }
             Ok(())
@@ -343,6 +393,27 @@ pub(crate) fn decompress_extent_with(
             d2.copy_from_slice(s2);
             Ok(())
         }
-        Algorithm::Lzma | Algorithm::Deflate | Algorithm::Zstd => Err(Error::Unsupported),
+        Algorithm::Deflate | Algorithm::Zstd => {
+            let window = blksz - (ext.physical & (blksz - 1));
+            let window = usize::try_from(window).map_err(|_| Error::Corrupted)?;
+            let input = strip_zero_padding(pcluster, window)?;
+            let got = if ext.algorithm == Algorithm::Deflate {
+                let whole = out_len == ext.length && ext.full_mapped && !ext.partial_ref;
+                let r = dec.deflate(input, dst)?;
+                // C: a full decode needs Z_STREAM_END with the output complete; a partial one
+                // stops at a full output, stream end or not.
+                if whole && !r.stream_end {
+                    return Err(Error::Corrupted);
+                }
+                r.produced
+            } else {
+                dec.zstd(input, dst, cfg.zstd_window())?
+            };
+            if got != dst.len() {
+                return Err(Error::Corrupted);
+            }
+            Ok(())
+        }
+        Algorithm::Lzma => Err(Error::Unsupported),
     }
 }

@@ -91,7 +91,10 @@ pub(crate) enum ComprError {
     /// An algorithm Linux knows but this implementation cannot decode: its id, the first one in
     /// the bitmap (C: "algorithm %d isn't enabled on this kernel").
     UnsupportedAlgorithm(u8),
-    /// A malformed configuration ([`Error::Corrupted`]) or a failed read.
+    /// The record of algorithm `.0` is refused: [`Error::Corrupted`] where C says `EINVAL`,
+    /// [`Error::Unsupported`] where it says `EOPNOTSUPP`.
+    Config(u8, Error),
+    /// A failed read of the configuration.
     Format(Error),
 }
 
@@ -104,16 +107,17 @@ impl ComprError {
             ComprError::UnknownAlgorithms(_) | ComprError::UnsupportedAlgorithm(_) => {
                 Error::Unsupported
             }
-            ComprError::Format(e) => e,
+            ComprError::Config(_, e) | ComprError::Format(e) => e,
         }
     }
 }
 
 /// The filesystem's compression configuration (`z_erofs_parse_cfgs`).
 ///
-/// Invariants (from [`ComprConfig::read`]): `algorithms` has no bit but LZ4's today (it may be
-/// empty, which C mounts too: then only uncompressed pclusters can be read);
-/// `1 <= lz4_max_pclusterblks <= Z_EROFS_PCLUSTER_MAX_SIZE >> blkszbits`.
+/// Invariants (from [`ComprConfig::read_with`]): `algorithms` has only bits of algorithms the
+/// caller said it decodes (it may be empty, which C mounts too: then only uncompressed
+/// pclusters can be read); `1 <= lz4_max_pclusterblks <= Z_EROFS_PCLUSTER_MAX_SIZE >> blkszbits`;
+/// `deflate_windowbits <= 15`; `zstd_windowlog <= Z_EROFS_ZSTD_MAX_WINDOWLOG`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ComprConfig {
     /// Bitmap of the algorithms extents may use (`available_compr_algs`; LZ4 only without
@@ -126,29 +130,61 @@ pub(crate) struct ComprConfig {
     /// mappings are not checked against it (C sizes buffers with it; the hard limit is
     /// [`Z_EROFS_PCLUSTER_MAX_SIZE`]).
     pub(crate) lz4_max_pclusterblks: u16,
+    /// DEFLATE window bits as written (`struct z_erofs_deflate_cfgs`, 0 without DEFLATE).
+    /// Informational: like C, the decoder always accepts a 32 KiB window.
+    pub(crate) deflate_windowbits: u8,
+    /// Zstandard window log minus 10 (`struct z_erofs_zstd_cfgs`, 0 without Zstandard): frames
+    /// may use a window of up to [`ComprConfig::zstd_window`] bytes.
+    pub(crate) zstd_windowlog: u8,
 }
 
+/// Size of `struct z_erofs_deflate_cfgs` (without its 2-byte length field).
+pub(crate) const Z_EROFS_DEFLATE_CFGS_SIZE: usize = 6;
+/// Size of `struct z_erofs_zstd_cfgs` (without its 2-byte length field).
+pub(crate) const Z_EROFS_ZSTD_CFGS_SIZE: usize = 6;
+/// Largest DEFLATE window bits (zlib's `MAX_WBITS`); more is `EOPNOTSUPP` in C.
+pub(crate) const Z_EROFS_DEFLATE_MAX_WINDOWBITS: u8 = 15;
+/// Largest Zstandard `windowlog` field: a window of `Z_EROFS_ZSTD_MAX_DICT_SIZE` (1 MiB);
+/// more is `EINVAL` in C.
+pub(crate) const Z_EROFS_ZSTD_MAX_WINDOWLOG: u8 = 20 - 10;
+
 impl ComprConfig {
-    /// Reads the compression configuration: with [`EROFS_FEATURE_INCOMPAT_COMPR_CFGS`], the
-    /// algorithm bitmap of the superblock and the records after the superblock (each a `__le16`
-    /// length, 0 meaning 65536, then the algorithm's config, in algorithm order; LZ4's is
-    /// `struct z_erofs_lz4_cfgs`), else LZ4 with the superblock's `lz4_max_distance`.
-    ///
-    /// Call it at mount for images with any compression feature or compressed inodes (it does
-    /// not check whether the image has compressed inodes). Errors, in C's order:
-    /// [`ComprError::UnknownAlgorithms`], then a short LZ4 record or a `max_pclusterblks` above
-    /// 1 MiB ([`Error::Corrupted`], C's `EINVAL`), then
-    /// [`ComprError::UnsupportedAlgorithm`] for LZMA, DEFLATE or Zstandard; reads go
-    /// through `src` ([`Error::Io`]).
+    /// [`ComprConfig::read_with`] for a reader that decodes LZ4 only (the format layer's own
+    /// decoder, [`RustLz4`](super::RustLz4)).
     pub(crate) fn read(
         src: &impl Source,
         sb: &SuperBlock,
+    ) -> core::result::Result<ComprConfig, ComprError> {
+        Self::read_with(src, sb, 1 << Z_EROFS_COMPRESSION_LZ4)
+    }
+
+    /// Reads the compression configuration: with [`EROFS_FEATURE_INCOMPAT_COMPR_CFGS`], the
+    /// algorithm bitmap of the superblock and the records after the superblock (for each
+    /// algorithm in the bitmap, in id order: at the next 4-byte boundary a `__le16` length, 0
+    /// meaning 65536, then the algorithm's config: `struct z_erofs_lz4_cfgs`,
+    /// `z_erofs_deflate_cfgs`, `z_erofs_zstd_cfgs`), else LZ4 with the superblock's
+    /// `lz4_max_distance`. `supported` is the bitmap of the algorithms the caller decodes.
+    ///
+    /// Call it at mount for images with any compression feature or compressed inodes (it does
+    /// not check whether the image has compressed inodes). Errors, in C's order:
+    /// [`ComprError::UnknownAlgorithms`]; then for each algorithm of the bitmap in turn, a
+    /// failed read of its record ([`Error::Io`]), [`ComprError::UnsupportedAlgorithm`] if it
+    /// is not in `supported`, and [`ComprError::Config`] for a record C refuses: a short
+    /// record, an LZ4 `max_pclusterblks` above 1 MiB, a Zstandard format other than 0 or a
+    /// window above 1 MiB ([`Error::Corrupted`], C's `EINVAL`), DEFLATE window bits above 15
+    /// ([`Error::Unsupported`], C's `EOPNOTSUPP`).
+    pub(crate) fn read_with(
+        src: &impl Source,
+        sb: &SuperBlock,
+        supported: u16,
     ) -> core::result::Result<ComprConfig, ComprError> {
         if !sb.has_incompat(EROFS_FEATURE_INCOMPAT_COMPR_CFGS) {
             return Ok(ComprConfig {
                 algorithms: 1 << Z_EROFS_COMPRESSION_LZ4,
                 lz4_max_distance: sb.available_compr_algs,
                 lz4_max_pclusterblks: 1,
+                deflate_windowbits: 0,
+                zstd_windowlog: 0,
             });
         }
         let algorithms = sb.available_compr_algs;
@@ -160,46 +196,84 @@ impl ComprConfig {
             algorithms,
             lz4_max_distance: 0,
             lz4_max_pclusterblks: 1,
+            deflate_windowbits: 0,
+            zstd_windowlog: 0,
         };
-        if algorithms & (1 << Z_EROFS_COMPRESSION_LZ4) != 0 {
-            let (max_distance, max_pclusterblks) =
-                read_lz4_cfgs(src, sb).map_err(ComprError::Format)?;
-            cfg.lz4_max_distance = max_distance;
-            cfg.lz4_max_pclusterblks = max_pclusterblks;
-        }
-        let others = algorithms & !(1 << Z_EROFS_COMPRESSION_LZ4);
-        if others != 0 {
-            // `others` is non-zero and below 16: the id fits.
-            let id = u8::try_from(others.trailing_zeros()).unwrap_or(u8::MAX);
-            return Err(ComprError::UnsupportedAlgorithm(id));
+        let mut pos = le::add(EROFS_SUPER_OFFSET, u64::from(sb.sb_size())).map_err(ComprError::Format)?;
+        for id in 0..Z_EROFS_COMPRESSION_MAX {
+            if algorithms & (1 << id) == 0 {
+                continue;
+            }
+            let mut rec = [0u8; Z_EROFS_LZ4_CFGS_SIZE];
+            let len = read_cfg_record(src, &mut pos, &mut rec).map_err(ComprError::Format)?;
+            if supported & (1 << id) == 0 {
+                return Err(ComprError::UnsupportedAlgorithm(id));
+            }
+            let bad = |e| ComprError::Config(id, e);
+            match id {
+                Z_EROFS_COMPRESSION_LZ4 => {
+                    if len < Z_EROFS_LZ4_CFGS_SIZE {
+                        return Err(bad(Error::Corrupted));
+                    }
+                    let blks = match le16(&rec, 2).map_err(bad)? {
+                        0 => 1,
+                        n if u64::from(n) > Z_EROFS_PCLUSTER_MAX_SIZE >> sb.blkszbits => {
+                            return Err(bad(Error::Corrupted))
+                        }
+                        n => n,
+                    };
+                    cfg.lz4_max_distance = le16(&rec, 0).map_err(bad)?;
+                    cfg.lz4_max_pclusterblks = blks;
+                }
+                Z_EROFS_COMPRESSION_DEFLATE => {
+                    if len < Z_EROFS_DEFLATE_CFGS_SIZE {
+                        return Err(bad(Error::Corrupted));
+                    }
+                    if rec[0] > Z_EROFS_DEFLATE_MAX_WINDOWBITS {
+                        return Err(bad(Error::Unsupported));
+                    }
+                    cfg.deflate_windowbits = rec[0];
+                }
+                Z_EROFS_COMPRESSION_ZSTD => {
+                    if len < Z_EROFS_ZSTD_CFGS_SIZE || rec[0] != 0 || rec[1] > Z_EROFS_ZSTD_MAX_WINDOWLOG {
+                        return Err(bad(Error::Corrupted));
+                    }
+                    cfg.zstd_windowlog = rec[1];
+                }
+                // MicroLZMA: no decoder in this layer's callers yet.
+                _ => return Err(ComprError::UnsupportedAlgorithm(id)),
+            }
         }
         Ok(cfg)
     }
+
+    /// The largest Zstandard window a frame may use, in bytes (1 KiB to 1 MiB).
+    pub(crate) fn zstd_window(&self) -> u32 {
+        1u32 << (u32::from(self.zstd_windowlog.min(Z_EROFS_ZSTD_MAX_WINDOWLOG)) + 10)
+    }
 }
 
-/// Reads the LZ4 record of the compression configurations (the first one, LZ4 being
-/// algorithm 0): returns `(max_distance, max_pclusterblks)`, the latter 1 if 0 on disk.
-fn read_lz4_cfgs(src: &impl Source, sb: &SuperBlock) -> Result<(u16, u16)> {
-    let pos = le::add(EROFS_SUPER_OFFSET, u64::from(sb.sb_size()))?;
+/// `erofs_read_metadata` for one configuration record: at `*pos` rounded up to 4, its `__le16`
+/// length (0 meaning 65536), then that many bytes, of which the first `rec.len()` (or fewer)
+/// are copied into `rec` (the rest of `rec` stays zero). Every byte of the record must be
+/// readable, as in C. Moves `*pos` past the record; returns its length.
+fn read_cfg_record(src: &impl Source, pos: &mut u64, rec: &mut [u8]) -> Result<usize> {
+    let at = pos.checked_add(3).ok_or(Error::Corrupted)? & !3;
     let mut len = [0u8; 2];
-    src.read_exact(pos, &mut len)?;
+    src.read_exact(at, &mut len)?;
     let len = match u16::from_le_bytes(len) {
         0 => 65536,
         n => usize::from(n),
     };
-    if len < Z_EROFS_LZ4_CFGS_SIZE {
-        return Err(Error::Corrupted);
-    }
-    let mut rec = [0u8; Z_EROFS_LZ4_CFGS_SIZE];
-    src.read_exact(le::add(pos, 2)?, &mut rec)?;
-    let blks = match le16(&rec, 2)? {
-        0 => 1,
-        n if u64::from(n) > Z_EROFS_PCLUSTER_MAX_SIZE >> sb.blkszbits => {
-            return Err(Error::Corrupted)
-        }
-        n => n,
-    };
-    Ok((le16(&rec, 0)?, blks))
+    let data = le::add(at, 2)?;
+    let head = rec.get_mut(..len.min(rec.len())).ok_or(Error::Corrupted)?;
+    src.read_exact(data, head)?;
+    // The record's last byte: a record running off the image fails as in C.
+    let len64 = u64::try_from(len).map_err(|_| Error::Corrupted)?;
+    let mut last = [0u8; 1];
+    src.read_exact(le::add(data, len64 - 1)?, &mut last)?;
+    *pos = le::add(data, len64)?;
+    Ok(len)
 }
 
 /// The algorithm (or copy) that turns a pcluster into its extent's data
@@ -208,11 +282,11 @@ fn read_lz4_cfgs(src: &impl Source, sb: &SuperBlock) -> Result<(u16, u16)> {
 pub(crate) enum Algorithm {
     /// LZ4 block ([`lz4_decompress`](super::lz4_decompress)).
     Lz4,
-    /// MicroLZMA (not decoded here).
+    /// MicroLZMA (not decoded: no caller has a decoder).
     Lzma,
-    /// DEFLATE (not decoded here).
+    /// Raw DEFLATE stream (decoded by the caller's [`Decoder`](super::Decoder)).
     Deflate,
-    /// Zstandard (not decoded here).
+    /// Zstandard frame (decoded by the caller's [`Decoder`](super::Decoder)).
     Zstd,
     /// Uncompressed pcluster: the extent's bytes from the pcluster's start
     /// (`Z_EROFS_COMPRESSION_SHIFTED`).

@@ -1208,7 +1208,7 @@ fn compression_config() {
         if ok {
             assert_eq!(r.unwrap().lz4_max_pclusterblks, blks.max(1));
         } else {
-            assert_eq!(r, Err(ComprError::Format(Error::Corrupted)), "{len} {blks}");
+            assert_eq!(r, Err(ComprError::Config(Z_EROFS_COMPRESSION_LZ4, Error::Corrupted)), "{len} {blks}");
         }
     }
     // A record past the end of the device.
@@ -2053,6 +2053,173 @@ fn synthetic_partial_reference() {
             } else {
                 assert_eq!(r, Err(Error::Corrupted));
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DEFLATE and Zstandard (images recompressed by the selftests' ztranscode.py)
+// ---------------------------------------------------------------------------------------------
+
+/// A decoder for [`decompress_extent_with`]'s rules: it checks what it is given (the pcluster
+/// without its zero padding, the configured Zstandard window) and "decodes" by copying the
+/// extent's known bytes, reporting the stream end the test chose. Real DEFLATE and Zstandard
+/// decoding is the kernel's (22_compressed_lz4 in the VM).
+struct KnownBytes<'a> {
+    /// The file bytes from the extent's start.
+    want: &'a [u8],
+    /// The compressed data's first byte, as laid out by ztranscode.py.
+    first: u8,
+    /// What `deflate` reports as the stream end.
+    stream_end: bool,
+    /// Bytes to leave out of the output (a stream that ends early).
+    short: usize,
+    /// The window `zstd` must be given.
+    window: u32,
+}
+
+impl KnownBytes<'_> {
+    fn fill(&self, src: &[u8], dst: &mut [u8]) -> usize {
+        assert_eq!(src.first(), Some(&self.first), "zero padding not skipped");
+        let n = dst.len().saturating_sub(self.short);
+        dst[..n].copy_from_slice(&self.want[..n]);
+        n
+    }
+}
+
+impl Decoder for KnownBytes<'_> {
+    fn lz4(&mut self, _src: &[u8], _dst: &mut [u8], _mode: Lz4Mode) -> Result<usize> {
+        panic!("an LZ4 extent in a recompressed image");
+    }
+
+    fn deflate(&mut self, src: &[u8], dst: &mut [u8]) -> Result<Inflated> {
+        let produced = self.fill(src, dst);
+        Ok(Inflated { produced, stream_end: self.stream_end })
+    }
+
+    fn zstd(&mut self, src: &[u8], dst: &mut [u8], max_window: u32) -> Result<usize> {
+        assert_eq!(max_window, self.window);
+        Ok(self.fill(src, dst))
+    }
+}
+
+#[test]
+fn deflate_and_zstd_images() {
+    if !mkfs_available() || !have("zstd") || !have("python3") {
+        println!("NOTE: mkfs.erofs, zstd or python3 missing: skipped");
+        return;
+    }
+    let tmp = TempDir::new("ztrans");
+    let src = tmp.0.join("src");
+    fs::create_dir(&src).expect("mkdir");
+    let text: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("line {} of {}\n", i.wrapping_mul(2_654_435_761) % 1_000_003, i / 7).into_bytes())
+        .take(300_001)
+        .collect();
+    fs::write(src.join("text"), &text).expect("write");
+    let (lz4, _) = mkfs(&tmp.0, &src, &["-zlz4hc", "-C16384"], false);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testing/selftests/erofs_rs/ztranscode.py");
+    let supported = (1 << Z_EROFS_COMPRESSION_LZ4)
+        | (1 << Z_EROFS_COMPRESSION_DEFLATE)
+        | (1 << Z_EROFS_COMPRESSION_ZSTD);
+    for (alg, id) in [("deflate", Z_EROFS_COMPRESSION_DEFLATE), ("zstd", Z_EROFS_COMPRESSION_ZSTD)] {
+        let path = tmp.0.join(format!("{alg}.img"));
+        fs::write(&path, &lz4).expect("write");
+        crate::tests::run(Command::new("python3").arg(&script).arg(&path).arg(&src).arg(alg));
+        let data = fs::read(&path).expect("read");
+        let sb = SuperBlock::parse(&data[1024..1152]).unwrap();
+        sb.verify_checksum(&data).unwrap();
+        let vs = VecSource(data.clone());
+        // A reader without the algorithm refuses it; one with it reads its record.
+        assert_eq!(ComprConfig::read(&vs, &sb), Err(ComprError::UnsupportedAlgorithm(id)));
+        let cfg = ComprConfig::read_with(&vs, &sb, supported).unwrap();
+        assert_eq!(cfg.algorithms, 1 << id, "{alg}");
+        if id == Z_EROFS_COMPRESSION_DEFLATE {
+            assert_eq!(cfg.deflate_windowbits, 15);
+        } else {
+            assert!(cfg.zstd_window() >= 16384 && cfg.zstd_window() <= 1 << 20, "{cfg:?}");
+        }
+        // Records C refuses (the record is at 1152: length, then the config bytes).
+        for (byte, value, want) in [
+            (2usize, 16u8, ComprError::Config(id, Error::Unsupported)), // DEFLATE windowbits
+            (0, 5, ComprError::Config(id, Error::Corrupted)),           // a 5-byte record
+        ] {
+            let mut d = data.clone();
+            d[1152 + byte] = value;
+            let got = ComprConfig::read_with(&VecSource(d), &sb, supported);
+            if id == Z_EROFS_COMPRESSION_DEFLATE || byte == 0 {
+                assert_eq!(got, Err(want), "{alg}: byte {byte} = {value}");
+            }
+        }
+        if id == Z_EROFS_COMPRESSION_ZSTD {
+            for (byte, value) in [(2usize, 1u8), (3, 11)] {
+                // format 1, window log 11 (2 MiB)
+                let mut d = data.clone();
+                d[1152 + byte] = value;
+                assert_eq!(
+                    ComprConfig::read_with(&VecSource(d), &sb, supported),
+                    Err(ComprError::Config(id, Error::Corrupted)),
+                    "byte {byte} = {value}"
+                );
+            }
+        }
+        // Every extent of the file: mapped with the algorithm, decoded under C's rules.
+        let img = ZImage { src: vs, sb, cfg, st: ZStats::default() };
+        let inode = lookup_root(&img, b"text");
+        assert!(inode.datalayout.is_compressed());
+        let zi = img.zinode(&inode).unwrap();
+        let (mut off, mut compressed) = (0u64, 0);
+        while off < inode.size {
+            let e = img.map(&zi, off, ZMapMode::Full).unwrap();
+            let want = &text[e.logical as usize..];
+            let len = (e.length.min(inode.size - e.logical)) as usize;
+            if e.algorithm.is_compressed() {
+                assert_eq!(e.algorithm, if id == 2 { Algorithm::Deflate } else { Algorithm::Zstd });
+                compressed += 1;
+                let pcl = img.pcluster(&e).unwrap();
+                let lead = pcl.iter().position(|&b| b != 0).unwrap();
+                assert!(lead < 4096, "padding past the first block");
+                let mut dec = KnownBytes {
+                    want,
+                    first: pcl[lead],
+                    stream_end: true,
+                    short: 0,
+                    window: cfg.zstd_window(),
+                };
+                let mut out = vec![0u8; len];
+                decompress_extent_with(&mut dec, &img.sb, &cfg, &e, pcl, &mut out).unwrap();
+                assert_eq!(&out[..], &want[..len]);
+                // Output short of the extent: an error for both.
+                dec.short = 1;
+                assert_eq!(
+                    decompress_extent_with(&mut dec, &img.sb, &cfg, &e, pcl, &mut out),
+                    Err(Error::Corrupted)
+                );
+                dec.short = 0;
+                if id == Z_EROFS_COMPRESSION_DEFLATE && len > 1 && e.full_mapped {
+                    // DEFLATE: the whole extent needs the stream's end; a partial decode
+                    // does not.
+                    dec.stream_end = false;
+                    assert_eq!(
+                        decompress_extent_with(&mut dec, &img.sb, &cfg, &e, pcl, &mut out),
+                        Err(Error::Corrupted)
+                    );
+                    decompress_extent_with(&mut dec, &img.sb, &cfg, &e, pcl, &mut out[..len - 1])
+                        .unwrap();
+                }
+            }
+            off = e.logical + e.length;
+        }
+        assert!(compressed > 5, "{alg}: {compressed} compressed extents");
+        // The format layer's own decoder has neither algorithm.
+        let e = img.map(&zi, 0, ZMapMode::Full).unwrap();
+        if e.algorithm.is_compressed() {
+            let mut out = vec![0u8; 16];
+            assert_eq!(
+                decompress_extent(&img.sb, &e, img.pcluster(&e).unwrap(), &mut out),
+                Err(Error::Unsupported)
+            );
         }
     }
 }

@@ -336,7 +336,10 @@ fn mount_with(data: &[u8], st: &mut Stats, compressed: bool) -> Option<Mount> {
     }
     let src = Blob(&img);
     let cfg = if compressed {
-        match ComprConfig::read(&src, &sb) {
+        // The module's set (LZ4, DEFLATE, Zstandard), so that every record parser is fuzzed;
+        // DEFLATE and Zstandard extents then fail to decode with `Unsupported` (the format
+        // layer's own decoder is LZ4 only).
+        match ComprConfig::read_with(&src, &sb, FUZZ_ALGS) {
             Ok(cfg) => {
                 check_compr_config(&sb, &cfg);
                 Some(cfg)
@@ -633,10 +636,18 @@ fn read_page(m: &Mount, inode: &Inode, index: u64, st: &mut Stats) -> Result<Vec
 // Compressed files (rust/format/zmap.rs, lz4.rs): what the module's read path will do
 // ---------------------------------------------------------------------------------------------
 
-/// Checks what `ComprConfig::read` promises.
+/// The algorithms the harness reads configurations for: the module's.
+const FUZZ_ALGS: u16 = (1 << Z_EROFS_COMPRESSION_LZ4)
+    | (1 << Z_EROFS_COMPRESSION_DEFLATE)
+    | (1 << Z_EROFS_COMPRESSION_ZSTD);
+
+/// Checks what `ComprConfig::read_with` promises.
 fn check_compr_config(sb: &SuperBlock, cfg: &ComprConfig) {
-    // LZ4 or nothing (COMPR_CFGS with an empty bitmap mounts in C too).
-    assert_eq!(cfg.algorithms & !(1 << Z_EROFS_COMPRESSION_LZ4), 0);
+    // Supported algorithms or nothing (COMPR_CFGS with an empty bitmap mounts in C too).
+    assert_eq!(cfg.algorithms & !FUZZ_ALGS, 0);
+    assert!(cfg.deflate_windowbits <= Z_EROFS_DEFLATE_MAX_WINDOWBITS);
+    assert!(cfg.zstd_windowlog <= Z_EROFS_ZSTD_MAX_WINDOWLOG);
+    assert!((1024..=1 << 20).contains(&cfg.zstd_window()));
     assert!(cfg.lz4_max_pclusterblks >= 1);
     assert!(u64::from(cfg.lz4_max_pclusterblks) <= Z_EROFS_PCLUSTER_MAX_SIZE >> sb.blkszbits);
 }

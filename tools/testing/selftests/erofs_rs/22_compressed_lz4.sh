@@ -14,9 +14,14 @@
 #     whole file; data checked, no hang, at least one READ per missing block (so the reads were
 #     split), no kernel report (the runner checks). In-tree erofs is not run on this image: its
 #     6.12 pseudo-bio is completed once per piece;
+#  1b. DEFLATE and Zstandard (mkfs.erofs 1.5 writes LZ4 only): the compressible files built
+#     with -zlz4hc -C16384, then recompressed by ztranscode.py (the same pclusters, the
+#     algorithm's configuration record), mounted with erofs_rs and in-tree erofs: identical
+#     trees, and the files read back as their sources;
 #  3. a whole-file fragment (patched in: mkfs.erofs 1.5 cannot write fragments) read from the
 #     packed inode, by erofs_rs and in-tree erofs;
-#  4. corrupted compressed files (lcluster indexes, pcluster bytes): EUCLEAN, EIO or
+#  4. corrupted compressed files (lcluster indexes, LZ4, DEFLATE and Zstandard pcluster
+#     bytes): EUCLEAN, EIO or
 #     EOPNOTSUPP with an erofs_rs log line naming the blob, no hang, the rest still reads.
 #   --prebuild DIR   (on the host, by prebuild.sh) build the trees, the images and the split
 #                    image's extent list into DIR only; used when EROFS_RS_PREBUILT names
@@ -44,6 +49,16 @@ build_all() {
   mkimage z_legacy -zlz4 -Elegacy-compress "$B/z_legacy" "$t"
   mkimage zsplit -zlz4hc -C65536 "$B/zsplit" "$1/splittree"
   mkimage zgood -zlz4 "$B/zgood" "$1/ctree"
+  local alg
+  for alg in deflate zstd; do
+    mkimage "z_$alg" -zlz4hc -C16384 "$B/z_$alg" "$t/z"
+    $PY "$SELFTEST_DIR/ztranscode.py" "$B/z_$alg" "$t/z" "$alg" >> "$1/transcode.log" 2>&1 \
+      || die "ztranscode.py z_$alg failed: $(tail -n 3 "$1/transcode.log")"
+    mkimage "zgood_$alg" -zlz4hc -C16384 "$B/zgood_$alg" "$1/ctree"
+    dump.erofs --path=/victim -e "$B/zgood_$alg" > "$1/zgood_$alg.victim.extents" || die "dump.erofs failed"
+    $PY "$SELFTEST_DIR/ztranscode.py" "$B/zgood_$alg" "$1/ctree" "$alg" >> "$1/transcode.log" 2>&1 \
+      || die "ztranscode.py zgood_$alg failed: $(tail -n 3 "$1/transcode.log")"
+  done
   dump.erofs --path=/text -e "$B/zsplit" > "$1/zsplit.extents" || die "dump.erofs failed"
   log "images built"
 }
@@ -53,6 +68,7 @@ if [ "${1:-}" = --prebuild ]; then
   rm -rf "$D"; B="$D/blobs" LOGS="$D"
   mkdir -p "$B" || exit 1
   command -v dump.erofs >/dev/null || die "dump.erofs (erofs-utils) is missing"
+  command -v zstd >/dev/null || die "zstd is missing (tools/vm/install-deps installs it)"
   build_all "$D"
   prebuilt_key > "$D/stamp"
   exit 0
@@ -62,6 +78,7 @@ setup_work
 load_module
 load_reference
 command -v dump.erofs >/dev/null || skip "dump.erofs (erofs-utils) is missing"
+command -v zstd >/dev/null || skip "zstd is missing (tools/vm/install-deps installs it)"
 setup_cache 512M
 # Images on the ext4 cache filesystem, as 07 does (mkfs.erofs 1.5 and tmpfs do not mix well).
 B="$W/cachefs/blobs" LOGS="$W"
@@ -75,6 +92,7 @@ else
   build_all "$F"
 fi
 t="$F/tree"
+[ -f "$F/transcode.log" ] && sed 's/^/# ztranscode: /' "$F/transcode.log"
 
 # The split image: the daemon will copy every other 4 KiB block (odd block numbers) into the
 # cache after the blob's OPEN; demand READs (--window 0) then fetch exactly the missing blocks.
@@ -93,7 +111,7 @@ start_daemon "$B"
 
 # Every layout mounted with erofs_rs, walked (one Python process), unmounted; then the same
 # with in-tree erofs (a blob's volume can be used by one mount at a time); trees compared.
-layouts=(z_lz4 z_lz4hc z_big z_ztail z_legacy)
+layouts=(z_lz4 z_lz4hc z_big z_ztail z_legacy z_deflate z_zstd)
 walk_all() {  # walk_all FSTYPE TAG
   local fstype=$1 tag=$2 name args=()
   kmsg "walk $tag"
@@ -122,18 +140,23 @@ for name in "${layouts[@]}"; do
   fi
 done
 # The source itself: the compressible files are what mkfs.erofs was given.
-check "the compressible files read back as their sources" $PY -c '
+check_sources() {  # check_sources WHAT MANIFEST PREFIX
+  check "$1: the compressible files read back as their sources" $PY -c '
 import hashlib, os, sys
-man, src = sys.argv[1], sys.argv[2]
+man, src, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 want = {}
 for n in os.listdir(src):
-    want["z/" + n] = hashlib.sha256(open(os.path.join(src, n), "rb").read()).hexdigest()
+    want[prefix + n] = hashlib.sha256(open(os.path.join(src, n), "rb").read()).hexdigest()
 got = {}
 for line in open(man):
     f = line.split()
     if f[0] in want:
         got[f[0]] = next(x[7:] for x in f if x.startswith("sha256="))
-sys.exit(0 if got == want else 1)' "$W/rs-z_big.manifest" "$t/z"
+sys.exit(0 if got == want else 1)' "$2" "$t/z" "$3"
+}
+check_sources lz4 "$W/rs-z_big.manifest" z/
+check_sources deflate "$W/rs-z_deflate.manifest" ""
+check_sources zstd "$W/rs-z_zstd.manifest" ""
 
 # --- split reads: the daemon again, now filling only what is asked, with the prefetch plan
 check "no errors logged by the daemon (layouts)" test "$(stat_value errors)" = 0
@@ -250,27 +273,36 @@ for fstype in erofs_rs erofs; do
 done
 
 # --- corrupted compressed files
-corrupt() {  # corrupt NAME HOW: a corrupted copy of zgood as blob NAME
-  local name=$1 how=$2
-  cp "$B/zgood" "$B/$name"
+corrupt() {  # corrupt NAME HOW [BASE]: a corrupted copy of BASE (default zgood) as blob NAME
+  local name=$1 how=$2 base=${3:-zgood}
+  cp "$B/$base" "$B/$name"
   case $how in
   zindex) log "$name: $($PY "$SELFTEST_DIR/erofs_poke.py" "$B/$name" zindex victim)" ;;
   pcluster)
-    # the first pcluster of victim, all 0xff: no valid LZ4 block
+    # the first pcluster of victim, all 0xff: no valid LZ4 block, DEFLATE stream (block type
+    # 3) or Zstandard frame (magic). dump.erofs 1.5 cannot map DEFLATE or Zstandard files:
+    # their extents are those of the LZ4 image they were made from (build_all saved them).
+    local ext=$F/$base.victim.extents
+    [ -f "$ext" ] || ext=
     log "$name: $($PY -c '
 import re, subprocess, sys
-img = sys.argv[1]
-out = subprocess.run(["dump.erofs", "--path=/victim", "-e", img], capture_output=True, text=True).stdout
+img, ext = sys.argv[1], sys.argv[2]
+if ext:
+    out = open(ext).read()
+else:
+    out = subprocess.run(["dump.erofs", "--path=/victim", "-e", img], capture_output=True, text=True).stdout
 p, plen = next((int(m.group(1)), int(m.group(2))) for m in (re.match(r"\s*0:.*:\s*(\d+)\.\.\s*\d+\s*\|\s*(\d+)", l) for l in out.splitlines()) if m)
 with open(img, "r+b") as f:
     f.seek(p)
     f.write(b"\xff" * plen)
-print("victim: pcluster at %d (+%d) -> 0xff" % (p, plen))' "$B/$name")" ;;
+print("victim: pcluster at %d (+%d) -> 0xff" % (p, plen))' "$B/$name" "$ext")" ;;
   esac
 }
 corrupt zbad_index zindex
 corrupt zbad_pcluster pcluster
-for name in zbad_index zbad_pcluster; do
+corrupt zbad_deflate pcluster zgood_deflate
+corrupt zbad_zstd pcluster zgood_zstd
+for name in zbad_index zbad_pcluster zbad_deflate zbad_zstd; do
   kmsg "case $name"
   mount_fs erofs_rs "fsid=$name" "$W/bad" || { fail "$name: mount failed"; continue; }
   out=$(timeout 120 cat "$W/bad/victim" 2>&1 >/dev/null); rc=$?

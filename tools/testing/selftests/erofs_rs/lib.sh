@@ -218,10 +218,12 @@ mkfs_erofs() {
 # `TEST.sh --prebuild DIR` for the tests that support it: they build their trees and images into
 # DIR and write DIR/stamp last. In the guest, `prebuilt NAME` (EROFS_RS_PREBUILT set by
 # tools/check) prints that directory if its stamp matches what the fixture depends on now
-# (prebuilt_key: the test script, lib.sh, treegen.py, the mkfs.erofs binary, the extra words
-# given); otherwise the test builds everything itself, as when it is run alone.
+# (prebuilt_key: the test script, lib.sh, treegen.py, ztranscode.py, erofs_poke.py, the
+# mkfs.erofs binary, the extra words given); otherwise the test builds everything itself, as
+# when it is run alone.
 prebuilt_key() {
-  { cat "$SELFTEST_DIR/lib.sh" "$SELFTEST_DIR/treegen.py" "$0" "$(command -v mkfs.erofs)"; echo "$*"; } \
+  { cat "$SELFTEST_DIR/lib.sh" "$SELFTEST_DIR/treegen.py" "$SELFTEST_DIR/ztranscode.py" \
+      "$SELFTEST_DIR/erofs_poke.py" "$0" "$(command -v mkfs.erofs)"; echo "$*"; } \
     | sha256sum | cut -c1-32
 }
 prebuilt() {  # prebuilt NAME KEY_WORDS...
