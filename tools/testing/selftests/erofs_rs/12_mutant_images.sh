@@ -5,6 +5,8 @@
 #   chunk:   mkfs.erofs, 64 KiB chunk indexes, data in an external blob (device=blob1);
 #   flat:    mkfs.erofs defaults (flat and tail-packed inline data, no blob);
 #   crafted: mkimg.py, 4 KiB blocks (three extra devices by tag, block maps, mapped_blkaddr);
+#   zlz4:    mkfs.erofs -zlz4hc -C16384 (compact indexes, big pclusters, plain pclusters);
+#   zzstd:   the same recompressed with Zstandard (ztranscode.py), decoded by the kernel's zstd;
 # each written as a new metadata blob (own cookie key and fscache volume), mounted with
 # erofs_rs and the daemon, walked and read entirely by one forked walker (readdir, lstat,
 # readlink, listxattr/getxattr, reads, lookups of absent names). A mutant passes if every
@@ -39,11 +41,17 @@ mkfs.erofs --quiet -T1700000000 -U$UUID --chunksize=65536 --blobdev="$W/cachefs/
   || { cat "$W/mkfs.log"; die "mkfs.erofs (chunk) failed"; }
 mkfs.erofs --quiet -T1700000000 -U$UUID "$W/cachefs/build/flat" "$W/tree" >"$W/mkfs.log" 2>&1 \
   || { cat "$W/mkfs.log"; die "mkfs.erofs (flat) failed"; }
-mv "$W/cachefs/build/chunk" "$W/cachefs/build/blob1" "$W/cachefs/build/flat" "$B/"
+mkfs.erofs --quiet -T1700000000 -U$UUID -zlz4hc -C16384 "$W/cachefs/build/zlz4" "$W/tree" \
+  >"$W/mkfs.log" 2>&1 || { cat "$W/mkfs.log"; die "mkfs.erofs (zlz4) failed"; }
+cp "$W/cachefs/build/zlz4" "$W/cachefs/build/zzstd"
+$PY "$SELFTEST_DIR/ztranscode.py" "$W/cachefs/build/zzstd" "$W/tree" zstd >"$W/ztranscode.log" 2>&1 \
+  || { cat "$W/ztranscode.log"; die "ztranscode.py (zzstd) failed"; }
+mv "$W/cachefs/build/chunk" "$W/cachefs/build/blob1" "$W/cachefs/build/flat" "$W/cachefs/build/zlz4" \
+  "$W/cachefs/build/zzstd" "$B/"
 $PY "$SELFTEST_DIR/mkimg.py" "$W/crafted" >/dev/null || die "mkimg.py failed"
 mv "$W/crafted/meta" "$B/crafted"
 mv "$W/crafted/blob_a" "$W/crafted/blob_b" "$W/crafted/blob_c" "$B/"
-log "bases: $(cd "$B" && sha256sum chunk flat crafted | awk '{ printf "%s %.12s  ", $2, $1 }')"
+log "bases: $(cd "$B" && sha256sum chunk flat crafted zlz4 zzstd | awk '{ printf "%s %.12s  ", $2, $1 }')"
 
 # Regression cases: mutants that found bugs, as explicit edits ("NAME BASE OFFSET:FORMAT:VALUE...",
 # see mutate.py), run before the mutants on every run.
@@ -51,7 +59,8 @@ CASES=(
 )
 args=(--seed "$SEED" --blobs "$B" --mnt "$W/mnt" --stats "$W/stats" --max-reads "$MAX_READS"
       --base "chunk=$B/chunk:device=blob1:$W/tree" --base "flat=$B/flat::$W/tree"
-      --base "crafted=$B/crafted::$W/crafted/expected")
+      --base "crafted=$B/crafted::$W/crafted/expected" --base "zlz4=$B/zlz4::$W/tree"
+      --base "zzstd=$B/zzstd::$W/tree")
 # run_batch FIRST COUNT [extra args]: one walker process for a batch, over a fresh cache
 run_batch() {
   start_daemon "$B" --window 0

@@ -289,6 +289,8 @@ class Model:
         table = 0
         if layout == CHUNK_BASED:
             table = self.chunks(ino)
+        elif layout in (COMPR_FULL, COMPR_COMPACT):
+            table = self.zindexes(ino)
         self.inodes[nid] = (pos, isize + xsize + max(tail, table), path)
         self.region(pos, isize + xsize + table, lbl)
         return ino
@@ -319,6 +321,25 @@ class Model:
             self.entry(p, lbl + " inline xattr #%d" % n)
             p += (4 + nl + vs + 3) & ~3
             n += 1
+
+    def zindexes(self, ino):
+        """The map header and lcluster indexes of a compressed inode: its fields, and the
+        index bytes as a region (their length is an upper bound for compact indexes).
+        Returns the bytes they take after the inode and its xattrs."""
+        start = ino["pos"] + ino["isize"] + ino["xsize"]
+        hdr = (start + 7) // 8 * 8
+        if hdr + 8 > len(self.d):
+            return 0
+        lbl = "inode nid %d (%s)" % (ino["nid"], ino["path"])
+        self.field("zmap.fragoff", hdr, "<I", lbl + " h_fragmentoff/h_idata_size")
+        self.field("zmap.advise", hdr + 4, "<H", lbl + " h_advise")
+        self.field("zmap.algtype", hdr + 6, "<B", lbl + " h_algorithmtype")
+        self.field("zmap.clusterbits", hdr + 7, "<B", lbl + " h_clusterbits")
+        nlc = (ino["size"] + self.blksz - 1) // self.blksz
+        n = 8 + (8 + 8 * nlc if ino["layout"] == COMPR_FULL else 4 * nlc + 8)
+        n = min(n, len(self.d) - hdr)
+        self.region(hdr, n, lbl + " map header and lcluster indexes")
+        return hdr - start + n
 
     def entry(self, p, lbl):
         if p + 4 > len(self.d):
@@ -416,6 +437,7 @@ WEIGHTS = {
     "sb.devt_slotoff": 2, "sb.blocks": 2, "sb.feature_incompat": 2, "sb.feature_compat": 1,
     "sb.blkszbits": 1, "sb.sb_extslots": 1, "sb.dirblkbits": 1, "sb.xattr_prefix_count": 1,
     "sb.xattr_prefix_start": 1, "sb.inos": 1, "sb.packed_nid": 1, "sb.xattr_filter_reserved": 1,
+    "zmap.fragoff": 2, "zmap.advise": 4, "zmap.algtype": 3, "zmap.clusterbits": 3,
     "bitflip": 10, "byte": 3, "truncate": 2, "copy-inode": 2,
 }
 
@@ -498,6 +520,12 @@ def candidates(m, kind, cur, bits, rng):
         v = [1, 2, 127, 128, 255]
     elif kind == "sb.xattr_prefix_start":
         v = [0, 1, 256, (m.meta_blkaddr * m.blksz) // 4, len(m.d) // 4, 0xFFFFFFFF]
+    elif kind == "zmap.advise":
+        v = [cur ^ b for b in (0x1, 0x2, 0x4, 0x6, 0x8, 0x10, 0x20, 0x40, 0x8000)] + [0, 0xFFFF]
+    elif kind == "zmap.algtype":
+        v = [0x00, 0x01, 0x02, 0x03, 0x04, 0x10, 0x20, 0x33, 0x40, 0xFF, cur ^ 0x10]
+    elif kind == "zmap.clusterbits":
+        v = [0, 1, 3, 11, 12, 13, 15, 16, 27, 28, 0x80, 0x8C, 0xFF]
     elif kind == "xattr.name_filter":
         v = [0, 0xFFFFFFFF, rng.randrange(1 << 32)]
     else:   # sb.inos, sb.packed_nid, sb.xattr_filter_reserved, inode.nlink, inode.rdev
