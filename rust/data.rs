@@ -17,7 +17,7 @@ use crate::folio::LockedFolio;
 use crate::fscache::{Cookie, OnDone};
 use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
 use crate::{erofs_err, ffi, format, inode, Ops};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use kernel::alloc::{flags::GFP_KERNEL, KBox, KVVec, KVec};
 use kernel::ffi::{c_int, c_void};
 use crate::{efscorrupted};
@@ -517,11 +517,15 @@ fn read_fragment(
 /// variants: they never read past `src` or write past `dst` whatever the input), and through
 /// the C shim `lib/zlib_inflate` and `lib/zstd` (which are bounded by their buffers too).
 ///
-/// DEFLATE and Zstandard need a workspace; it is allocated at the first extent that needs it
-/// and reused for the rest of the read (C keeps a pool of streams instead).
-pub(crate) struct KernelDecoders {
-    /// The DEFLATE or Zstandard workspace (empty until needed).
-    ws: KVVec<u8>,
+/// DEFLATE and Zstandard need a workspace: taken at the first extent that needs one from the
+/// super block's [`WorkspaceSlot`] (or allocated), used for the rest of the read, and given back
+/// when the read ends, so that a file's reads do not allocate (C keeps a pool of streams). Two
+/// concurrent readers: the second allocates its own, and one of the two is freed at the end.
+pub(crate) struct KernelDecoders<'a> {
+    /// The workspace, once taken or allocated. Only its capacity is used (C fills it).
+    ws: Option<KBox<KVVec<u8>>>,
+    /// Where it comes from and goes back to.
+    slot: &'a WorkspaceSlot,
 }
 
 /// The algorithms [`KernelDecoders`] decodes (a bitmap of algorithm ids, for
@@ -530,19 +534,75 @@ pub(crate) const KERNEL_DECODERS: u16 = (1 << format::Z_EROFS_COMPRESSION_LZ4)
     | (1 << format::Z_EROFS_COMPRESSION_DEFLATE)
     | (1 << format::Z_EROFS_COMPRESSION_ZSTD);
 
-impl KernelDecoders {
-    fn new() -> Self {
-        KernelDecoders { ws: KVVec::new() }
+impl<'a> KernelDecoders<'a> {
+    fn new(slot: &'a WorkspaceSlot) -> Self {
+        KernelDecoders { ws: None, slot }
     }
 
-    /// A workspace of at least `n` bytes.
+    /// A workspace of at least `n` bytes (uninitialized memory, for C to use).
     fn workspace(&mut self, n: usize) -> format::Result<*mut c_void> {
-        let ws = grow(&mut self.ws, n, false).map_err(|_| format::Error::Io)?;
-        Ok(ws.as_mut_ptr().cast())
+        let mut ws = match self.ws.take().or_else(|| self.slot.take()) {
+            Some(ws) => ws,
+            None => KBox::new(KVVec::new(), GFP_KERNEL).map_err(|_| format::Error::Io)?,
+        };
+        if ws.capacity() < n {
+            // Free the old one before allocating the new one.
+            *ws = KVVec::new();
+            *ws = KVVec::with_capacity(n, GFP_KERNEL).map_err(|_| format::Error::Io)?;
+        }
+        let p = ws.as_mut_ptr().cast();
+        self.ws = Some(ws);
+        Ok(p)
     }
 }
 
-impl format::Decoder for KernelDecoders {
+impl Drop for KernelDecoders<'_> {
+    fn drop(&mut self) {
+        if let Some(ws) = self.ws.take() {
+            self.slot.put(ws);
+        }
+    }
+}
+
+/// One decoder workspace parked in the super block between reads: a single slot, taken and
+/// given back with atomic swaps (no lock: a reader that finds it empty allocates its own).
+///
+/// Invariant: the pointer is null or comes from [`KBox::into_raw`] of a `KBox<KVVec<u8>>`
+/// that nothing else owns.
+pub(crate) struct WorkspaceSlot(AtomicPtr<KVVec<u8>>);
+
+impl WorkspaceSlot {
+    pub(crate) fn new() -> Self {
+        Self(AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    fn take(&self) -> Option<KBox<KVVec<u8>>> {
+        let p = self.0.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null pointer in the slot came from `KBox::into_raw` and the swap made
+        // us its only owner (type invariant).
+        Some(unsafe { KBox::from_raw(p) })
+    }
+
+    fn put(&self, ws: KBox<KVVec<u8>>) {
+        let p = KBox::into_raw(ws);
+        if let Err(p) = self.0.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
+            // The slot is taken: free ours.
+            // SAFETY: `p` came from `KBox::into_raw` just above and was not stored.
+            drop(unsafe { KBox::from_raw(p) });
+        }
+    }
+}
+
+impl Drop for WorkspaceSlot {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
+impl format::Decoder for KernelDecoders<'_> {
     fn lz4(&mut self, src: &[u8], dst: &mut [u8], mode: format::Lz4Mode) -> format::Result<usize> {
         // The same answers as the format layer's decoder for the edge cases lib/lz4 does not
         // define the same way: an empty output or input.
@@ -672,7 +732,7 @@ fn read_run_compressed(
 
     let mut batch = Batch { buf: KVVec::new(), meta: false, device: 0, start: 0, len: 0 };
     let mut out_buf = KVVec::new();
-    let mut decoders = KernelDecoders::new();
+    let mut decoders = KernelDecoders::new(&info.decode_ws);
     for i in 0..pieces.len() {
         let Some(&Piece { ext, off, n, source }) = pieces.get(i) else { break };
         let lpos = run.start + off;

@@ -109,6 +109,8 @@ pub(crate) struct SbInfo {
     /// The compression configuration (`z_erofs_parse_cfgs`, read at every mount as in C:
     /// LZ4 with the superblock's defaults unless the image has `COMPR_CFGS`).
     pub(crate) compr: format::ComprConfig,
+    /// A DEFLATE or Zstandard workspace kept between reads (see [`crate::data::WorkspaceSlot`]).
+    pub(crate) decode_ws: crate::data::WorkspaceSlot,
     /// Total blocks of all devices, for statfs.
     pub(crate) total_blocks: u64,
     /// Size in bytes of each device (0: the primary blob, then the extra devices), or 0 where
@@ -478,6 +480,7 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
             slots,
             fs,
             compr,
+            decode_ws: crate::data::WorkspaceSlot::new(),
             total_blocks,
             device_bytes,
             flags: AtomicFlags::new(opts.flags),
