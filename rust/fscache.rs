@@ -264,8 +264,9 @@ impl Cookie {
         // SAFETY: `cres` was begun above; `iter` describes memory reserved for these reads
         // (caller's guarantee) and `op` outlives every read because `op.finish()` below waits
         // for every `end_io` call.
-        let result =
-            unsafe { self.issue_reads(&mut cres, pos, iter.get(), ask, &op.pending, ReadOp::end_io, op_ptr) };
+        let result = unsafe {
+            self.issue_reads(&mut cres, pos, iter.get(), ask, &op.pending, ReadOp::end_io, op_ptr)
+        };
         let io_result = op.finish();
         // SAFETY: no read on `cres` is in flight any more (`finish` waited for all of them).
         unsafe { ffi::erofs_rs_end_operation(&mut cres) };

@@ -309,14 +309,7 @@ pub(crate) fn decompress_extent(
     pcluster: &[u8],
     dst: &mut [u8],
 ) -> Result<()> {
-    let cfg = ComprConfig {
-        algorithms: 1 << super::Z_EROFS_COMPRESSION_LZ4,
-        lz4_max_distance: 0,
-        lz4_max_pclusterblks: 1,
-        deflate_windowbits: 0,
-        zstd_windowlog: 0,
-    };
-    decompress_extent_with(&mut RustLz4, sb, &cfg, ext, pcluster, dst)
+    decompress_extent_with(&mut RustLz4, sb, &ComprConfig::lz4_only(0), ext, pcluster, dst)
 }
 
 /// [`decompress_extent`] with the compressed data decoded by `dec`, for a filesystem whose
@@ -343,16 +336,17 @@ pub(crate) fn decompress_extent_with(
         return Ok(());
     }
     let blksz = u64::from(sb.block_size());
+    // Zero padding ends within the rest of the pcluster's first block (an inline pcluster lies
+    // inside one block; others are block aligned).
+    let pad_window =
+        usize::try_from(blksz - (ext.physical & (blksz - 1))).map_err(|_| Error::Corrupted)?;
+    // The whole extent is decoded (C's `!partial_decoding`).
+    let whole = out_len == ext.length && ext.full_mapped && !ext.partial_ref;
     match ext.algorithm {
         Algorithm::Lz4 => {
             let zero_padding = sb.has_incompat(EROFS_FEATURE_INCOMPAT_ZERO_PADDING);
             let (input, partial) = if zero_padding {
-                // Up to the end of the pcluster's first block (an inline pcluster lies
-                // inside one block; others are block aligned).
-                let window = blksz - (ext.physical & (blksz - 1));
-                let window = usize::try_from(window).map_err(|_| Error::Corrupted)?;
-                let whole = out_len == ext.length && ext.full_mapped && !ext.partial_ref;
-                (strip_zero_padding(pcluster, window)?, !whole)
+                (strip_zero_padding(pcluster, pad_window)?, !whole)
             } else {
                 (pcluster, true)
             };
@@ -394,11 +388,8 @@ pub(crate) fn decompress_extent_with(
             Ok(())
         }
         Algorithm::Deflate | Algorithm::Zstd => {
-            let window = blksz - (ext.physical & (blksz - 1));
-            let window = usize::try_from(window).map_err(|_| Error::Corrupted)?;
-            let input = strip_zero_padding(pcluster, window)?;
+            let input = strip_zero_padding(pcluster, pad_window)?;
             let got = if ext.algorithm == Algorithm::Deflate {
-                let whole = out_len == ext.length && ext.full_mapped && !ext.partial_ref;
                 let r = dec.deflate(input, dst)?;
                 // C: a full decode needs Z_STREAM_END with the output complete; a partial one
                 // stops at a full output, stream end or not.

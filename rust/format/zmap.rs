@@ -179,13 +179,7 @@ impl ComprConfig {
         supported: u16,
     ) -> core::result::Result<ComprConfig, ComprError> {
         if !sb.has_incompat(EROFS_FEATURE_INCOMPAT_COMPR_CFGS) {
-            return Ok(ComprConfig {
-                algorithms: 1 << Z_EROFS_COMPRESSION_LZ4,
-                lz4_max_distance: sb.available_compr_algs,
-                lz4_max_pclusterblks: 1,
-                deflate_windowbits: 0,
-                zstd_windowlog: 0,
-            });
+            return Ok(ComprConfig::lz4_only(sb.available_compr_algs));
         }
         let algorithms = sb.available_compr_algs;
         let unknown = algorithms & !Z_EROFS_ALL_COMPR_ALGS;
@@ -194,10 +188,7 @@ impl ComprConfig {
         }
         let mut cfg = ComprConfig {
             algorithms,
-            lz4_max_distance: 0,
-            lz4_max_pclusterblks: 1,
-            deflate_windowbits: 0,
-            zstd_windowlog: 0,
+            ..ComprConfig::lz4_only(0)
         };
         let mut pos = le::add(EROFS_SUPER_OFFSET, u64::from(sb.sb_size())).map_err(ComprError::Format)?;
         for id in 0..Z_EROFS_COMPRESSION_MAX {
@@ -245,6 +236,18 @@ impl ComprConfig {
             }
         }
         Ok(cfg)
+    }
+
+    /// The configuration of an image without `COMPR_CFGS`: LZ4 alone, one-block pclusters, the
+    /// superblock's `lz4_max_distance`.
+    pub(crate) const fn lz4_only(lz4_max_distance: u16) -> ComprConfig {
+        ComprConfig {
+            algorithms: 1 << Z_EROFS_COMPRESSION_LZ4,
+            lz4_max_distance,
+            lz4_max_pclusterblks: 1,
+            deflate_windowbits: 0,
+            zstd_windowlog: 0,
+        }
     }
 
     /// The largest Zstandard window a frame may use, in bytes (1 KiB to 1 MiB).
