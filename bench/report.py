@@ -107,6 +107,12 @@ class Report:
                                                  if self.accel == "tcg" else ""),
               "| guest | Linux %s, %s vCPUs, %s MiB, CPU model %s |" % (
                   env.get("kernel"), env.get("cpus"), env.get("mem_mib"), env.get("cpu")),
+              "| kernel config | %s |" % (
+                  "the bench kernel: the test kernel's config without KASAN, lockdep, kmemleak, "
+                  "DEBUG_VM and fault injection (`tools/vm/kernel-bench.config`)"
+                  if str(env.get("kernel", "")).endswith("-bench") else
+                  "the debug kernel of `make check` (KASAN, lockdep, kmemleak): both "
+                  "filesystems are slowed by the same checks"),
               "| mode | %s, %s runs per figure (median), order alternating between runs |" % (
                   env.get("mode"), env.get("runs")),
               "| source tree | %s: %d entries, %d files, %.1f MiB (kernel 6.12 `%s`) |" % (
@@ -281,7 +287,8 @@ class Report:
         L += ["For each scenario where erofs_rs is slower, the request counts and CPU split "
               "above, and one extra run of the scenario per type recorded with `perf record -a "
               "-g -e cpu-clock` (whole guest, flat profile by command, object and symbol, "
-              "entries above 0.7 %). The interpretation is in "
+              "entries above 0.7 %; then the reading process alone by object and symbol, as "
+              "shares of its own samples). The interpretation is in "
               "[Documentation/benchmarks.md](../../Documentation/benchmarks.md#findings).", ""]
         for r in losers:
             n = r["name"]
@@ -295,15 +302,19 @@ class Report:
                             fmt_s(self.stat(n, f, "user_s")), fmt_s(self.stat(n, f, "sys_s")),
                             fmt_s(self.stat(n, f, "daemon_cpu_s"))))
             L.append("")
-            for f in FS:
-                p = os.path.join(self.profile_dir or "", "%s.%s.perf.txt" % (n, f))
-                if self.profile_dir and os.path.exists(p):
-                    L += ["`perf report` through %s:" % f, "", "```"]
-                    L += [l.rstrip()[:130] for l in open(p).read().splitlines()[:25]]
-                    L += ["```", ""]
-                    self.profiles[os.path.basename(p)] = p
-                else:
-                    L += ["(no perf profile through %s: perf unavailable in the guest)" % f, ""]
+            for view, title, rows in (("perf", "whole guest", 12),
+                                      ("reader.perf", "the reader alone, shares of its samples",
+                                       25)):
+                for f in FS:
+                    p = os.path.join(self.profile_dir or "", "%s.%s.%s.txt" % (n, f, view))
+                    if self.profile_dir and os.path.exists(p):
+                        L += ["`perf report` through %s (%s):" % (f, title), "", "```"]
+                        L += [l.rstrip()[:130] for l in open(p).read().splitlines()[:rows]]
+                        L += ["```", ""]
+                        self.profiles[os.path.basename(p)] = p
+                    elif view == "perf":
+                        L += ["(no perf profile through %s: perf unavailable in the guest)" % f,
+                              ""]
         return L
 
     def md_runs(self):
