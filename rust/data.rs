@@ -515,7 +515,8 @@ fn read_fragment(
 /// The kernel's decoders, which in-tree erofs uses too, behind the format layer's
 /// [`format::Decoder`] contract: `lib/lz4` (`LZ4_decompress_safe[_partial]`, the "safe"
 /// variants: they never read past `src` or write past `dst` whatever the input), and through
-/// the C shim `lib/zlib_inflate` and `lib/zstd` (which are bounded by their buffers too).
+/// the C shim `lib/zlib_inflate`, `lib/zstd` and `lib/xz`'s MicroLZMA decoder (which are
+/// bounded by their buffers too).
 ///
 /// DEFLATE and Zstandard need a workspace: taken at the first extent that needs one from the
 /// super block's [`WorkspaceSlot`] (or allocated), used for the rest of the read, and given back
@@ -529,8 +530,9 @@ pub(crate) struct KernelDecoders<'a> {
 }
 
 /// The algorithms [`KernelDecoders`] decodes (a bitmap of algorithm ids, for
-/// [`format::ComprConfig::read_with`]): all but MicroLZMA.
+/// [`format::ComprConfig::read_with`]): all four of the format.
 pub(crate) const KERNEL_DECODERS: u16 = (1 << format::Z_EROFS_COMPRESSION_LZ4)
+    | (1 << format::Z_EROFS_COMPRESSION_LZMA)
     | (1 << format::Z_EROFS_COMPRESSION_DEFLATE)
     | (1 << format::Z_EROFS_COMPRESSION_ZSTD);
 
@@ -654,6 +656,22 @@ impl format::Decoder for KernelDecoders<'_> {
             ffi::erofs_rs_zstd(ws, n, window, src.as_ptr(), src.len(), dst.as_mut_ptr(), dst.len())
         };
         usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted)
+    }
+
+    fn lzma(&mut self, src: &[u8], dst: &mut [u8], exact: bool, dict_size: u32) -> format::Result<usize> {
+        // 0 is "no MicroLZMA configured"; the rest of the range was checked at mount.
+        if !(format::Z_EROFS_LZMA_MIN_DICT_SIZE..=format::Z_EROFS_LZMA_MAX_DICT_SIZE).contains(&dict_size) {
+            return Err(format::Error::Corrupted);
+        }
+        // SAFETY: `src` and `dst` are valid for their lengths (the slices); the decoder reads
+        // and writes only inside them.
+        let ret = unsafe {
+            ffi::erofs_rs_microlzma(dict_size, src.as_ptr(), src.len(), dst.as_mut_ptr(), dst.len(), exact)
+        };
+        match ret {
+            -2 => Err(format::Error::Io),
+            _ => usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted),
+        }
     }
 }
 

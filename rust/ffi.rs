@@ -169,6 +169,16 @@ extern "C" {
         dst: *mut u8,
         dstlen: usize,
     ) -> core::ffi::c_long;
+    /// Decodes one MicroLZMA stream (`src` is all of it) in `xz_dec_microlzma`'s single-call
+    /// mode: bytes written, -1 for malformed data, -2 if its state cannot be allocated.
+    pub(crate) fn erofs_rs_microlzma(
+        dict_size: u32,
+        src: *const u8,
+        srclen: usize,
+        dst: *mut u8,
+        dstlen: usize,
+        exact: bool,
+    ) -> core::ffi::c_long;
 
     // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h,
     // lz4.h).

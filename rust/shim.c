@@ -4,7 +4,7 @@
  *
  * Everything here is a one-line wrapper around a static inline function or macro of fscache.h,
  * netfs.h, pagemap.h, highmem.h, fs.h or ratelimit.h, which bindgen cannot turn into a callable
- * symbol, or (zlib.h, zstd.h) a call whose stream structures would otherwise have to be
+ * symbol, or (zlib.h, zstd.h, xz.h) a call whose stream structures would otherwise have to be
  * mirrored in Rust. Policy (what to read, how to react to a result) stays in Rust: see rust/fscache.rs and
  * rust/folio.rs for the safe wrappers that are the only users of these functions.
  */
@@ -23,6 +23,7 @@
 #include <linux/uio.h>
 #include <linux/vmalloc.h>
 #include <linux/xattr.h>
+#include <linux/xz.h>
 #include <linux/posix_acl_xattr.h>
 #include <linux/zlib.h>
 #include <linux/zstd.h>
@@ -413,7 +414,10 @@ void erofs_rs_domain_unlock(void)
 	mutex_unlock(&erofs_rs_domain_mutex);
 }
 
-/* --- decompressors: lib/zlib_inflate (DEFLATE) and lib/zstd, as in-tree erofs uses them */
+/*
+ * --- decompressors: lib/zlib_inflate (DEFLATE), lib/zstd and lib/xz (MicroLZMA), as in-tree
+ * erofs uses them
+ */
 
 size_t erofs_rs_inflate_workspace_size(void)
 {
@@ -478,4 +482,34 @@ long erofs_rs_zstd(void *workspace, size_t wssize, size_t max_window, const u8 *
 			break;
 	}
 	return out.pos;
+}
+
+/*
+ * Decodes the MicroLZMA stream that is exactly @src (its compressed size is @srclen) into
+ * @dst. With @exact, the stream must produce exactly @dstlen bytes and end with the input
+ * (xz_dec_microlzma_reset's uncomp_size_is_exact, as in-tree erofs for a whole pcluster);
+ * otherwise decoding stops once @dst is full. Single-call mode (XZ_SINGLE): @dst is the
+ * dictionary, so only the decoder state (about 30 KiB) is allocated, per call; a match farther
+ * back than @dict_size bytes is malformed data, as in C's preallocated dictionary.
+ * Returns the bytes written, -1 for malformed data, -2 if the state cannot be allocated.
+ */
+long erofs_rs_microlzma(u32 dict_size, const u8 *src, size_t srclen, u8 *dst, size_t dstlen,
+			bool exact)
+{
+	struct xz_buf b = { .in = src, .in_size = srclen, .out = dst, .out_size = dstlen };
+	struct xz_dec_microlzma *s;
+	enum xz_ret ret;
+
+	if (srclen > U32_MAX || dstlen > U32_MAX)
+		return -1;
+	s = xz_dec_microlzma_alloc(XZ_SINGLE, dict_size);
+	if (!s)
+		return -2;
+	xz_dec_microlzma_reset(s, srclen, dstlen, exact);
+	ret = xz_dec_microlzma_run(s, &b);
+	xz_dec_microlzma_end(s);
+	/* XZ_OK in single-call mode: the input ran out before the output was complete */
+	if (ret != XZ_STREAM_END)
+		return -1;
+	return b.out_pos;
 }

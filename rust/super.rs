@@ -297,9 +297,9 @@ fn algorithm_name(id: u8) -> &'static str {
 
 /// `z_erofs_parse_cfgs`: the compression configuration, read at every mount as C does (LZ4
 /// with defaults when the image has no `COMPR_CFGS`). An algorithm erofs_rs cannot decode
-/// (MicroLZMA: see [`crate::data::KERNEL_DECODERS`]) refuses the mount with `EOPNOTSUPP`, as C
-/// does for algorithms its kernel was built without; a malformed record is `EINVAL` and
-/// DEFLATE window bits above 15 `EOPNOTSUPP`, as in C.
+/// (none today: see [`crate::data::KERNEL_DECODERS`]) would refuse the mount with
+/// `EOPNOTSUPP`, as C does for algorithms its kernel was built without; a malformed record is
+/// `EINVAL` and DEFLATE window bits above 15 `EOPNOTSUPP`, as in C.
 fn read_compr_config(meta: &BlobCache, fs: &format::SuperBlock, fsid: &[u8]) -> Result<format::ComprConfig> {
     format::ComprConfig::read_with(&MetaSource(meta), fs, crate::data::KERNEL_DECODERS).map_err(|e| match e {
         format::ComprError::UnknownAlgorithms(bits) => {
@@ -308,7 +308,7 @@ fn read_compr_config(meta: &BlobCache, fs: &format::SuperBlock, fsid: &[u8]) -> 
         }
         format::ComprError::UnsupportedAlgorithm(id) => {
             erofs_err!(
-                "{}: compression algorithm {} ({}) is not supported by erofs_rs (lz4, deflate and zstd are)",
+                "{}: compression algorithm {} ({}) is not supported by erofs_rs",
                 BStr(fsid),
                 algorithm_name(id),
                 id

@@ -248,6 +248,16 @@ pub(crate) trait Decoder {
     fn zstd(&mut self, _src: &[u8], _dst: &mut [u8], _max_window: u32) -> Result<usize> {
         Err(Error::Unsupported)
     }
+
+    /// Decodes the MicroLZMA stream that is exactly `src` (`src.len()` is its compressed size)
+    /// into `dst`, whose matches reach back at most `dict_size` bytes. With `exact`, the stream
+    /// must hold exactly `dst.len()` bytes and end with the input (`xz_dec_microlzma_reset`'s
+    /// `uncomp_size_is_exact`); without it, decoding stops once `dst` is full. Returns the
+    /// bytes written. [`Error::Corrupted`] for malformed data, and for a `dict_size` of 0 (a
+    /// configuration without MicroLZMA: C has no stream to decode it with).
+    fn lzma(&mut self, _src: &[u8], _dst: &mut [u8], _exact: bool, _dict_size: u32) -> Result<usize> {
+        Err(Error::Unsupported)
+    }
 }
 
 /// This module's safe LZ4 decoder, [`lz4_decompress`] (no DEFLATE nor Zstandard).
@@ -291,15 +301,17 @@ pub(crate) fn strip_zero_padding(data: &[u8], window: usize) -> Result<&[u8]> {
 /// Uncompressed pclusters ([`Algorithm::Shifted`], [`Algorithm::Interlaced`]) are copied;
 /// more output than the pcluster holds is [`Error::Unsupported`], as in C.
 ///
-/// DEFLATE and Zstandard: the zero padding is always skipped (as in C, whatever the feature
-/// bits say), then the decoder runs over the rest of the pcluster. DEFLATE
+/// DEFLATE, Zstandard and MicroLZMA: the zero padding is always skipped (as in C, whatever the
+/// feature bits say), then the decoder runs over the rest of the pcluster. DEFLATE
 /// (`z_erofs_deflate_decompress`): the stream must end exactly when `dst` is full, except for
 /// a partial decode (as for LZ4), where a full `dst` is enough; a stream that ends early is
 /// [`Error::Corrupted`]. Zstandard (`z_erofs_zstd_decompress`): `dst` must be filled, from a
 /// frame whose window is at most [`ComprConfig::zstd_window`](super::ComprConfig::zstd_window)
-/// of `cfg`.
+/// of `cfg`. MicroLZMA (`z_erofs_lzma_decompress`): the rest of the pcluster is the stream,
+/// which must fill `dst` with matches within `cfg`'s dictionary size; a whole-extent decode
+/// (as for LZ4) must end exactly with both the input and the output.
 ///
-/// Errors: [`Error::Unsupported`] for MicroLZMA, for an algorithm `dec` does not decode, and for
+/// Errors: [`Error::Unsupported`] for an algorithm `dec` does not decode, and for
 /// fragment extents (their data is in the packed inode, at `ext.physical` in its file data);
 /// [`Error::Corrupted`] for a hole, a `pcluster` that is not `ext.plength` bytes long, a `dst`
 /// longer than the extent, or bad compressed data. On error `dst` holds unspecified bytes.
@@ -387,24 +399,25 @@ pub(crate) fn decompress_extent_with(
             d2.copy_from_slice(s2);
             Ok(())
         }
-        Algorithm::Deflate | Algorithm::Zstd => {
+        Algorithm::Deflate | Algorithm::Zstd | Algorithm::Lzma => {
             let input = strip_zero_padding(pcluster, pad_window)?;
-            let got = if ext.algorithm == Algorithm::Deflate {
-                let r = dec.deflate(input, dst)?;
-                // C: a full decode needs Z_STREAM_END with the output complete; a partial one
-                // stops at a full output, stream end or not.
-                if whole && !r.stream_end {
-                    return Err(Error::Corrupted);
+            let got = match ext.algorithm {
+                Algorithm::Deflate => {
+                    let r = dec.deflate(input, dst)?;
+                    // C: a full decode needs Z_STREAM_END with the output complete; a partial
+                    // one stops at a full output, stream end or not.
+                    if whole && !r.stream_end {
+                        return Err(Error::Corrupted);
+                    }
+                    r.produced
                 }
-                r.produced
-            } else {
-                dec.zstd(input, dst, cfg.zstd_window())?
+                Algorithm::Zstd => dec.zstd(input, dst, cfg.zstd_window())?,
+                _ => dec.lzma(input, dst, whole, cfg.lzma_dict_size)?,
             };
             if got != dst.len() {
                 return Err(Error::Corrupted);
             }
             Ok(())
         }
-        Algorithm::Lzma => Err(Error::Unsupported),
     }
 }

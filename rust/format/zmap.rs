@@ -117,7 +117,9 @@ impl ComprError {
 /// Invariants (from [`ComprConfig::read_with`]): `algorithms` has only bits of algorithms the
 /// caller said it decodes (it may be empty, which C mounts too: then only uncompressed
 /// pclusters can be read); `1 <= lz4_max_pclusterblks <= Z_EROFS_PCLUSTER_MAX_SIZE >> blkszbits`;
-/// `deflate_windowbits <= 15`; `zstd_windowlog <= Z_EROFS_ZSTD_MAX_WINDOWLOG`.
+/// `deflate_windowbits <= 15`; `zstd_windowlog <= Z_EROFS_ZSTD_MAX_WINDOWLOG`;
+/// `lzma_dict_size` is 0 (no MicroLZMA) or within
+/// `Z_EROFS_LZMA_MIN_DICT_SIZE..=Z_EROFS_LZMA_MAX_DICT_SIZE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ComprConfig {
     /// Bitmap of the algorithms extents may use (`available_compr_algs`; LZ4 only without
@@ -136,12 +138,22 @@ pub(crate) struct ComprConfig {
     /// Zstandard window log minus 10 (`struct z_erofs_zstd_cfgs`, 0 without Zstandard): frames
     /// may use a window of up to [`ComprConfig::zstd_window`] bytes.
     pub(crate) zstd_windowlog: u8,
+    /// MicroLZMA dictionary size in bytes (`struct z_erofs_lzma_cfgs`, 0 without MicroLZMA):
+    /// no match may reach farther back.
+    pub(crate) lzma_dict_size: u32,
 }
 
 /// Size of `struct z_erofs_deflate_cfgs` (without its 2-byte length field).
 pub(crate) const Z_EROFS_DEFLATE_CFGS_SIZE: usize = 6;
 /// Size of `struct z_erofs_zstd_cfgs` (without its 2-byte length field).
 pub(crate) const Z_EROFS_ZSTD_CFGS_SIZE: usize = 6;
+/// Size of `struct z_erofs_lzma_cfgs` (without its 2-byte length field): `__le32 dict_size`,
+/// `__le16 format`, 8 reserved bytes.
+pub(crate) const Z_EROFS_LZMA_CFGS_SIZE: usize = 14;
+/// Smallest MicroLZMA dictionary C accepts (and `xz_dec_microlzma_alloc`).
+pub(crate) const Z_EROFS_LZMA_MIN_DICT_SIZE: u32 = 4096;
+/// Largest MicroLZMA dictionary C accepts: `8 * Z_EROFS_PCLUSTER_MAX_SIZE`.
+pub(crate) const Z_EROFS_LZMA_MAX_DICT_SIZE: u32 = 8 << 20;
 /// Largest DEFLATE window bits (zlib's `MAX_WBITS`); more is `EOPNOTSUPP` in C.
 pub(crate) const Z_EROFS_DEFLATE_MAX_WINDOWBITS: u8 = 15;
 /// Largest Zstandard `windowlog` field: a window of `Z_EROFS_ZSTD_MAX_DICT_SIZE` (1 MiB);
@@ -162,8 +174,9 @@ impl ComprConfig {
     /// algorithm bitmap of the superblock and the records after the superblock (for each
     /// algorithm in the bitmap, in id order: at the next 4-byte boundary a `__le16` length, 0
     /// meaning 65536, then the algorithm's config: `struct z_erofs_lz4_cfgs`,
-    /// `z_erofs_deflate_cfgs`, `z_erofs_zstd_cfgs`), else LZ4 with the superblock's
-    /// `lz4_max_distance`. `supported` is the bitmap of the algorithms the caller decodes.
+    /// `z_erofs_deflate_cfgs`, `z_erofs_zstd_cfgs`,
+    /// `z_erofs_lzma_cfgs`), else LZ4 with the superblock's `lz4_max_distance`. `supported` is
+    /// the bitmap of the algorithms the caller decodes.
     ///
     /// Call it at mount for images with any compression feature or compressed inodes (it does
     /// not check whether the image has compressed inodes). Errors, in C's order:
@@ -171,7 +184,8 @@ impl ComprConfig {
     /// failed read of its record ([`Error::Io`]), [`ComprError::UnsupportedAlgorithm`] if it
     /// is not in `supported`, and [`ComprError::Config`] for a record C refuses: a short
     /// record, an LZ4 `max_pclusterblks` above 1 MiB, a Zstandard format other than 0 or a
-    /// window above 1 MiB ([`Error::Corrupted`], C's `EINVAL`), DEFLATE window bits above 15
+    /// window above 1 MiB, a MicroLZMA format other than 0 or a dictionary outside 4 KiB to
+    /// 8 MiB ([`Error::Corrupted`], C's `EINVAL`), DEFLATE window bits above 15
     /// ([`Error::Unsupported`], C's `EOPNOTSUPP`).
     pub(crate) fn read_with(
         src: &impl Source,
@@ -231,7 +245,17 @@ impl ComprConfig {
                     }
                     cfg.zstd_windowlog = rec[1];
                 }
-                // MicroLZMA: no decoder in this layer's callers yet.
+                Z_EROFS_COMPRESSION_LZMA => {
+                    // `z_erofs_load_lzma_config`
+                    if len < Z_EROFS_LZMA_CFGS_SIZE || le16(&rec, 4).map_err(bad)? != 0 {
+                        return Err(bad(Error::Corrupted));
+                    }
+                    let dict = le32(&rec, 0).map_err(bad)?;
+                    if !(Z_EROFS_LZMA_MIN_DICT_SIZE..=Z_EROFS_LZMA_MAX_DICT_SIZE).contains(&dict) {
+                        return Err(bad(Error::Corrupted));
+                    }
+                    cfg.lzma_dict_size = dict;
+                }
                 _ => return Err(ComprError::UnsupportedAlgorithm(id)),
             }
         }
@@ -247,6 +271,7 @@ impl ComprConfig {
             lz4_max_pclusterblks: 1,
             deflate_windowbits: 0,
             zstd_windowlog: 0,
+            lzma_dict_size: 0,
         }
     }
 
@@ -285,7 +310,7 @@ fn read_cfg_record(src: &impl Source, pos: &mut u64, rec: &mut [u8]) -> Result<u
 pub(crate) enum Algorithm {
     /// LZ4 block ([`lz4_decompress`](super::lz4_decompress)).
     Lz4,
-    /// MicroLZMA (not decoded: no caller has a decoder).
+    /// MicroLZMA stream (decoded by the caller's [`Decoder`](super::Decoder)).
     Lzma,
     /// Raw DEFLATE stream (decoded by the caller's [`Decoder`](super::Decoder)).
     Deflate,

@@ -2223,3 +2223,161 @@ fn deflate_and_zstd_images() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// MicroLZMA (images recompressed by ztranscode.py lzma), decoded for real with liblzma
+// ---------------------------------------------------------------------------------------------
+
+/// `lzma_stream` of liblzma 5.4 (`lzma/base.h`); all zero is `LZMA_STREAM_INIT`.
+#[repr(C)]
+struct LzmaStream {
+    next_in: *const u8,
+    avail_in: usize,
+    total_in: u64,
+    next_out: *mut u8,
+    avail_out: usize,
+    total_out: u64,
+    allocator: *const core::ffi::c_void,
+    internal: *mut core::ffi::c_void,
+    reserved_ptr: [*mut core::ffi::c_void; 4],
+    seek_pos: u64,
+    reserved_int2: u64,
+    reserved_int3: usize,
+    reserved_int4: usize,
+    reserved_enum: [u32; 2],
+}
+
+#[link(name = "lzma")]
+extern "C" {
+    fn lzma_microlzma_decoder(
+        strm: *mut LzmaStream,
+        comp_size: u64,
+        uncomp_size: u64,
+        uncomp_size_is_exact: u8,
+        dict_size: u32,
+    ) -> core::ffi::c_int;
+    fn lzma_code(strm: *mut LzmaStream, action: core::ffi::c_int) -> core::ffi::c_int;
+    fn lzma_end(strm: *mut LzmaStream);
+}
+
+/// liblzma's MicroLZMA decoder behind [`Decoder::lzma`], with the kernel decoder's contract
+/// (the stream is all of `src`; `exact`: the stream ends exactly with `dst`). It also checks
+/// that it is given the configured dictionary size.
+struct Liblzma {
+    dict_size: u32,
+    calls: usize,
+}
+
+impl Decoder for Liblzma {
+    fn lz4(&mut self, _src: &[u8], _dst: &mut [u8], _mode: Lz4Mode) -> Result<usize> {
+        panic!("an LZ4 extent in a recompressed image");
+    }
+
+    fn lzma(&mut self, src: &[u8], dst: &mut [u8], exact: bool, dict_size: u32) -> Result<usize> {
+        assert_eq!(dict_size, self.dict_size);
+        self.calls += 1;
+        // SAFETY (test code): a zeroed lzma_stream is LZMA_STREAM_INIT; the buffers are the
+        // slices, valid for their lengths; lzma_end frees what the decoder allocated.
+        unsafe {
+            let mut s: LzmaStream = std::mem::zeroed();
+            if lzma_microlzma_decoder(&mut s, src.len() as u64, dst.len() as u64, exact as u8, dict_size) != 0 {
+                return Err(Error::Corrupted);
+            }
+            s.next_in = src.as_ptr();
+            s.avail_in = src.len();
+            s.next_out = dst.as_mut_ptr();
+            s.avail_out = dst.len();
+            let ret = lzma_code(&mut s, 3); // LZMA_FINISH
+            let out = s.total_out as usize;
+            lzma_end(&mut s);
+            if ret == 1 { Ok(out) } else { Err(Error::Corrupted) } // LZMA_STREAM_END
+        }
+    }
+}
+
+#[test]
+fn microlzma_images() {
+    if !mkfs_available() || !have("python3") {
+        println!("NOTE: mkfs.erofs or python3 missing: skipped");
+        return;
+    }
+    let tmp = TempDir::new("zlzma");
+    let src = tmp.0.join("src");
+    let selftests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testing/selftests/erofs_rs");
+    crate::tests::run(Command::new("python3").arg(selftests.join("treegen.py")).arg("lzmafit").arg(&src));
+    let (lz4, _) = mkfs(&tmp.0, &src, &["-zlz4hc", "-C16384"], false);
+    let path = tmp.0.join("lzma.img");
+    fs::write(&path, &lz4).expect("write");
+    crate::tests::run(Command::new("python3").arg(selftests.join("ztranscode.py")).arg(&path).arg(&src).arg("lzma"));
+    let data = fs::read(&path).expect("read");
+    let sb = SuperBlock::parse(&data[1024..1152]).unwrap();
+    sb.verify_checksum(&data).unwrap();
+    let vs = VecSource(data.clone());
+    let id = Z_EROFS_COMPRESSION_LZMA;
+    let all = (1 << Z_EROFS_COMPRESSION_LZ4) | (1 << id);
+    assert_eq!(ComprConfig::read(&vs, &sb), Err(ComprError::UnsupportedAlgorithm(id)));
+    let cfg = ComprConfig::read_with(&vs, &sb, all).unwrap();
+    assert_eq!((cfg.algorithms, cfg.lzma_dict_size), (1 << id, 16384));
+    // Records C refuses (z_erofs_load_lzma_config): the record is at 1152, its length first.
+    for (at, bytes) in [
+        (0usize, &[13u8, 0][..]),         // shorter than struct z_erofs_lzma_cfgs
+        (6, &[1, 0][..]),                 // format 1
+        (2, &[0, 8, 0, 0][..]),           // dictionary of 2 KiB
+        (2, &[1, 0, 0x80, 0][..]),        // dictionary of 8 MiB + 1
+    ] {
+        let mut d = data.clone();
+        d[1152 + at..1152 + at + bytes.len()].copy_from_slice(bytes);
+        let got = ComprConfig::read_with(&VecSource(d), &sb, all);
+        assert_eq!(got, Err(ComprError::Config(id, Error::Corrupted)), "bytes {bytes:?} at {at}");
+    }
+    // The limits themselves are accepted.
+    for (bytes, dict) in [([0u8, 0x10, 0, 0], 4096u32), ([0, 0, 0x80, 0], 8 << 20)] {
+        let mut d = data.clone();
+        d[1154..1158].copy_from_slice(&bytes);
+        let got = ComprConfig::read_with(&VecSource(d), &sb, all).map(|c| c.lzma_dict_size);
+        assert_eq!(got, Ok(dict));
+    }
+    // Every file: each extent decoded for real, whole and (a prefix) partially.
+    let img = ZImage { src: vs, sb, cfg, st: ZStats::default() };
+    let mut dec = Liblzma { dict_size: 16384, calls: 0 };
+    let mut files = 0;
+    for entry in fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let want = fs::read(entry.path()).unwrap();
+        let inode = lookup_root(&img, entry.file_name().as_encoded_bytes());
+        if !inode.datalayout.is_compressed() {
+            continue;
+        }
+        files += 1;
+        let zi = img.zinode(&inode).unwrap();
+        let mut off = 0u64;
+        while off < inode.size {
+            let e = img.map(&zi, off, ZMapMode::Full).unwrap();
+            let len = (e.length.min(inode.size - e.logical)) as usize;
+            let want = &want[e.logical as usize..][..len];
+            let mut out = vec![0u8; len];
+            if e.algorithm.is_compressed() {
+                assert_eq!(e.algorithm, Algorithm::Lzma);
+                let pcl = img.pcluster(&e).unwrap();
+                decompress_extent_with(&mut dec, &img.sb, &cfg, &e, pcl, &mut out).unwrap();
+                assert_eq!(out, want, "{:?} at {}", entry.file_name(), e.logical);
+                // A prefix: decoding stops when the output is full.
+                let half = len / 2;
+                decompress_extent_with(&mut dec, &img.sb, &cfg, &e, pcl, &mut out[..half]).unwrap();
+                assert_eq!(out[..half], want[..half]);
+                // The format layer's own decoder has no MicroLZMA.
+                assert_eq!(decompress_extent(&img.sb, &e, pcl, &mut out), Err(Error::Unsupported));
+                // A corrupted stream: an error or other bytes, never a panic.
+                let mut bad = pcl.to_vec();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0x55;
+                match decompress_extent_with(&mut dec, &img.sb, &cfg, &e, &bad, &mut out) {
+                    Err(err) => assert_eq!(err, Error::Corrupted),
+                    Ok(()) => assert_ne!(out, want),
+                }
+            }
+            off = e.logical + e.length;
+        }
+    }
+    assert!(files >= 3 && dec.calls > 60, "{files} files, {} decodes", dec.calls);
+}

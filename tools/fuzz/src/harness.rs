@@ -336,9 +336,9 @@ fn mount_with(data: &[u8], st: &mut Stats, compressed: bool) -> Option<Mount> {
     }
     let src = Blob(&img);
     let cfg = if compressed {
-        // The module's set (LZ4, DEFLATE, Zstandard), so that every record parser is fuzzed;
-        // DEFLATE and Zstandard extents then fail to decode with `Unsupported` (the format
-        // layer's own decoder is LZ4 only).
+        // The module's set (all four algorithms), so that every record parser is fuzzed;
+        // MicroLZMA, DEFLATE and Zstandard extents then fail to decode with `Unsupported` (the
+        // format layer's own decoder is LZ4 only).
         match ComprConfig::read_with(&src, &sb, FUZZ_ALGS) {
             Ok(cfg) => {
                 check_compr_config(&sb, &cfg);
@@ -638,6 +638,7 @@ fn read_page(m: &Mount, inode: &Inode, index: u64, st: &mut Stats) -> Result<Vec
 
 /// The algorithms the harness reads configurations for: the module's.
 const FUZZ_ALGS: u16 = (1 << Z_EROFS_COMPRESSION_LZ4)
+    | (1 << Z_EROFS_COMPRESSION_LZMA)
     | (1 << Z_EROFS_COMPRESSION_DEFLATE)
     | (1 << Z_EROFS_COMPRESSION_ZSTD);
 
@@ -647,6 +648,11 @@ fn check_compr_config(sb: &SuperBlock, cfg: &ComprConfig) {
     assert_eq!(cfg.algorithms & !FUZZ_ALGS, 0);
     assert!(cfg.deflate_windowbits <= Z_EROFS_DEFLATE_MAX_WINDOWBITS);
     assert!(cfg.zstd_windowlog <= Z_EROFS_ZSTD_MAX_WINDOWLOG);
+    assert!(
+        cfg.lzma_dict_size == 0
+            || (Z_EROFS_LZMA_MIN_DICT_SIZE..=Z_EROFS_LZMA_MAX_DICT_SIZE).contains(&cfg.lzma_dict_size)
+    );
+    assert_eq!(cfg.lzma_dict_size != 0, cfg.algorithms & (1 << Z_EROFS_COMPRESSION_LZMA) != 0);
     assert!((1024..=1 << 20).contains(&cfg.zstd_window()));
     assert!(cfg.lz4_max_pclusterblks >= 1);
     assert!(u64::from(cfg.lz4_max_pclusterblks) <= Z_EROFS_PCLUSTER_MAX_SIZE >> sb.blkszbits);

@@ -14,14 +14,14 @@
 #     whole file; data checked, no hang, at least one READ per missing block (so the reads were
 #     split), no kernel report (the runner checks). In-tree erofs is not run on this image: its
 #     6.12 pseudo-bio is completed once per piece;
-#  1b. DEFLATE and Zstandard (mkfs.erofs 1.5 writes LZ4 only): the compressible files built
-#     with -zlz4hc -C16384, then recompressed by ztranscode.py (the same pclusters, the
-#     algorithm's configuration record), mounted with erofs_rs and in-tree erofs: identical
-#     trees, and the files read back as their sources;
+#  1b. DEFLATE, Zstandard and MicroLZMA (mkfs.erofs 1.5 writes LZ4 only): the compressible
+#     files (for MicroLZMA, treegen.py lzmafit's) built with -zlz4hc -C16384, then recompressed
+#     by ztranscode.py (the same pclusters, the algorithm's configuration record), mounted with
+#     erofs_rs and in-tree erofs: identical trees, and the files read back as their sources;
 #  3. a whole-file fragment (patched in: mkfs.erofs 1.5 cannot write fragments) read from the
 #     packed inode, by erofs_rs and in-tree erofs;
-#  4. corrupted compressed files (lcluster indexes, LZ4, DEFLATE and Zstandard pcluster
-#     bytes): EUCLEAN, EIO or
+#  4. corrupted compressed files (lcluster indexes, LZ4, DEFLATE, Zstandard and MicroLZMA
+#     pcluster bytes): EUCLEAN, EIO or
 #     EOPNOTSUPP with an erofs_rs log line naming the blob, no hang, the rest still reads.
 #   --prebuild DIR   (on the host, by prebuild.sh) build the trees, the images and the split
 #                    image's extent list into DIR only; used when EROFS_RS_PREBUILT names
@@ -41,6 +41,7 @@ build_all() {
   mkdir -p "$1/ctree"
   $PY "$SELFTEST_DIR/treegen.py" compressible "$1/ctree/z" 300000 || die "cannot create the corruption tree"
   mv "$1/ctree/z/text" "$1/ctree/victim"; mv "$1/ctree/z/text_4097" "$1/ctree/other"; rm -rf "$1/ctree/z"
+  $PY "$SELFTEST_DIR/treegen.py" lzmafit "$1/ltree" || die "cannot create the MicroLZMA tree"
   log "trees made"
   mkimage z_lz4 -zlz4 "$B/z_lz4" "$t"
   mkimage z_lz4hc -zlz4hc "$B/z_lz4hc" "$t"
@@ -59,6 +60,12 @@ build_all() {
     $PY "$SELFTEST_DIR/ztranscode.py" "$B/zgood_$alg" "$1/ctree" "$alg" >> "$1/transcode.log" 2>&1 \
       || die "ztranscode.py zgood_$alg failed: $(tail -n 3 "$1/transcode.log")"
   done
+  # MicroLZMA: one image for both the layout walk and the corruption case (its victim and
+  # other are at the top, other with the corruption tree's bytes).
+  mkimage z_lzma -zlz4hc -C16384 "$B/z_lzma" "$1/ltree"
+  dump.erofs --path=/victim -e "$B/z_lzma" > "$1/z_lzma.victim.extents" || die "dump.erofs failed"
+  $PY "$SELFTEST_DIR/ztranscode.py" "$B/z_lzma" "$1/ltree" lzma >> "$1/transcode.log" 2>&1 \
+    || die "ztranscode.py z_lzma failed: $(tail -n 3 "$1/transcode.log")"
   dump.erofs --path=/text -e "$B/zsplit" > "$1/zsplit.extents" || die "dump.erofs failed"
   log "images built"
 }
@@ -111,7 +118,7 @@ start_daemon "$B"
 
 # Every layout mounted with erofs_rs, walked (one Python process), unmounted; then the same
 # with in-tree erofs (a blob's volume can be used by one mount at a time); trees compared.
-layouts=(z_lz4 z_lz4hc z_big z_ztail z_legacy z_deflate z_zstd)
+layouts=(z_lz4 z_lz4hc z_big z_ztail z_legacy z_deflate z_zstd z_lzma)
 walk_all() {  # walk_all FSTYPE TAG
   local fstype=$1 tag=$2 name args=()
   kmsg "walk $tag"
@@ -140,7 +147,7 @@ for name in "${layouts[@]}"; do
   fi
 done
 # The source itself: the compressible files are what mkfs.erofs was given.
-check_sources() {  # check_sources WHAT MANIFEST PREFIX
+check_sources() {  # check_sources WHAT MANIFEST PREFIX [SRC_DIR, default $t/z]
   check "$1: the compressible files read back as their sources" $PY -c '
 import hashlib, os, sys
 man, src, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -152,11 +159,12 @@ for line in open(man):
     f = line.split()
     if f[0] in want:
         got[f[0]] = next(x[7:] for x in f if x.startswith("sha256="))
-sys.exit(0 if got == want else 1)' "$2" "$t/z" "$3"
+sys.exit(0 if got == want else 1)' "$2" "${4:-$t/z}" "$3"
 }
 check_sources lz4 "$W/rs-z_big.manifest" z/
 check_sources deflate "$W/rs-z_deflate.manifest" ""
 check_sources zstd "$W/rs-z_zstd.manifest" ""
+check_sources lzma "$W/rs-z_lzma.manifest" "" "$F/ltree"
 
 # --- split reads: the daemon again, now filling only what is asked, with the prefetch plan
 check "no errors logged by the daemon (layouts)" test "$(stat_value errors)" = 0
@@ -280,7 +288,8 @@ corrupt() {  # corrupt NAME HOW [BASE]: a corrupted copy of BASE (default zgood)
   zindex) log "$name: $($PY "$SELFTEST_DIR/erofs_poke.py" "$B/$name" zindex victim)" ;;
   pcluster)
     # the first pcluster of victim, all 0xff: no valid LZ4 block, DEFLATE stream (block type
-    # 3) or Zstandard frame (magic). dump.erofs 1.5 cannot map DEFLATE or Zstandard files:
+    # 3), Zstandard frame (magic) or MicroLZMA stream that ends exactly with the pcluster and
+    # the file's bytes. dump.erofs 1.5 cannot map DEFLATE or Zstandard files:
     # their extents are those of the LZ4 image they were made from (build_all saved them).
     local ext=$F/$base.victim.extents
     [ -f "$ext" ] || ext=
@@ -302,7 +311,8 @@ corrupt zbad_index zindex
 corrupt zbad_pcluster pcluster
 corrupt zbad_deflate pcluster zgood_deflate
 corrupt zbad_zstd pcluster zgood_zstd
-for name in zbad_index zbad_pcluster zbad_deflate zbad_zstd; do
+corrupt zbad_lzma pcluster z_lzma
+for name in zbad_index zbad_pcluster zbad_deflate zbad_zstd zbad_lzma; do
   kmsg "case $name"
   mount_fs erofs_rs "fsid=$name" "$W/bad" || { fail "$name: mount failed"; continue; }
   out=$(timeout 120 cat "$W/bad/victim" 2>&1 >/dev/null); rc=$?

@@ -10,6 +10,8 @@ usage: treegen.py corpus DIR      every file type and the awkward cases (run as 
                                   random blocks) at sizes around lcluster and pcluster edges,
                                   plus DIR/text of TEXT_BYTES (default 512 KiB + 7) text-like
                                   bytes; deterministic
+       treegen.py lzmafit DIR     files that MicroLZMA recompresses into LZ4HC pclusters
+                                  (ztranscode.py lzma); deterministic
 """
 import os
 import random
@@ -130,6 +132,32 @@ def compressible(t, text_size=524288 + 7):
     write(f"{t}/random", rnd(70001))
 
 
+def lzma_fit_bytes(n, seed):
+    """n bytes that LZMA compresses only a little better than LZ4HC: runs of random bytes
+    (incompressible for both) between runs of words. A MicroLZMA stream recompressed into an
+    LZ4HC pcluster then needs less than a block of padding (ztranscode.py lzma)."""
+    r = random.Random(seed)
+    words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randrange(2, 9)))
+             for _ in range(500)]
+    out = bytearray()
+    while len(out) < n:
+        if r.random() < 0.3:
+            out += b" ".join(r.choice(words) for _ in range(r.randrange(5, 30))) + b" "
+        else:
+            out += r.randbytes(r.randrange(16, 200))
+    return bytes(out[:n])
+
+
+def lzmafit(t):
+    """The MicroLZMA tree of 22_compressed_lz4: sizes at block, lcluster and big pcluster edges,
+    `victim` for the corruption case and `other`, the same bytes as the corruption tree's."""
+    os.makedirs(t)
+    for s in (1, 4095, 4097, 65537, 200001):
+        write(f"{t}/lz_{s}", lzma_fit_bytes(s, seed=s))
+    write(f"{t}/victim", lzma_fit_bytes(300000, seed=7))
+    write(f"{t}/other", text_bytes(4097, seed=4097))
+
+
 def bigdir(t, n):
     os.makedirs(t)
     for i in range(1, n + 1):
@@ -141,6 +169,8 @@ if __name__ == "__main__":
         corpus(sys.argv[2])
     elif len(sys.argv) in (3, 4) and sys.argv[1] == "compressible":
         compressible(sys.argv[2], *map(int, sys.argv[3:]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "lzmafit":
+        lzmafit(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "bigdir":
         bigdir(sys.argv[2], int(sys.argv[3]))
     else:
