@@ -518,15 +518,18 @@ fn read_fragment(
 /// the C shim `lib/zlib_inflate`, `lib/zstd` and `lib/xz`'s MicroLZMA decoder (which are
 /// bounded by their buffers too).
 ///
-/// DEFLATE and Zstandard need a workspace: taken at the first extent that needs one from the
-/// super block's [`WorkspaceSlot`] (or allocated), used for the rest of the read, and given back
-/// when the read ends, so that a file's reads do not allocate (C keeps a pool of streams). Two
-/// concurrent readers: the second allocates its own, and one of the two is freed at the end.
+/// DEFLATE and Zstandard need a workspace, MicroLZMA a decoder state: each is taken at the
+/// first extent that needs it from the super block's [`DecoderSlots`] (or allocated), used for
+/// the rest of the read, and given back when the read ends, so that a file's reads do not
+/// allocate (C keeps a pool of streams). Two concurrent readers: the second allocates its own,
+/// and one of the two is freed at the end.
 pub(crate) struct KernelDecoders<'a> {
     /// The workspace, once taken or allocated. Only its capacity is used (C fills it).
     ws: Option<KBox<KVVec<u8>>>,
-    /// Where it comes from and goes back to.
-    slot: &'a WorkspaceSlot,
+    /// The MicroLZMA state, once taken or allocated.
+    lzma: Option<LzmaState>,
+    /// Where they come from and go back to.
+    slots: &'a DecoderSlots,
 }
 
 /// The algorithms [`KernelDecoders`] decodes (a bitmap of algorithm ids, for
@@ -537,13 +540,13 @@ pub(crate) const KERNEL_DECODERS: u16 = (1 << format::Z_EROFS_COMPRESSION_LZ4)
     | (1 << format::Z_EROFS_COMPRESSION_ZSTD);
 
 impl<'a> KernelDecoders<'a> {
-    fn new(slot: &'a WorkspaceSlot) -> Self {
-        KernelDecoders { ws: None, slot }
+    fn new(slots: &'a DecoderSlots) -> Self {
+        KernelDecoders { ws: None, lzma: None, slots }
     }
 
     /// A workspace of at least `n` bytes (uninitialized memory, for C to use).
     fn workspace(&mut self, n: usize) -> format::Result<*mut c_void> {
-        let mut ws = match self.ws.take().or_else(|| self.slot.take()) {
+        let mut ws = match self.ws.take().or_else(|| self.slots.ws.take()) {
             Some(ws) => ws,
             None => KBox::new(KVVec::new(), GFP_KERNEL).map_err(|_| format::Error::Io)?,
         };
@@ -556,51 +559,138 @@ impl<'a> KernelDecoders<'a> {
         self.ws = Some(ws);
         Ok(p)
     }
+
+    /// The MicroLZMA state for dictionaries of `dict_size` bytes (the super block's, so a
+    /// parked state always has it).
+    fn lzma_state(&mut self, dict_size: u32) -> format::Result<&LzmaState> {
+        let state = match self.lzma.take().or_else(|| self.slots.lzma.take()) {
+            Some(st) => st,
+            None => LzmaState::new(dict_size).ok_or(format::Error::Io)?,
+        };
+        Ok(self.lzma.insert(state))
+    }
 }
 
 impl Drop for KernelDecoders<'_> {
     fn drop(&mut self) {
         if let Some(ws) = self.ws.take() {
-            self.slot.put(ws);
+            self.slots.ws.put(ws);
+        }
+        if let Some(st) = self.lzma.take() {
+            self.slots.lzma.put(st);
         }
     }
 }
 
-/// One decoder workspace parked in the super block between reads: a single slot, taken and
-/// given back with atomic swaps (no lock: a reader that finds it empty allocates its own).
-///
-/// Invariant: the pointer is null or comes from [`KBox::into_raw`] of a `KBox<KVVec<u8>>`
-/// that nothing else owns.
-pub(crate) struct WorkspaceSlot(AtomicPtr<KVVec<u8>>);
+/// The decoder resources a super block keeps between reads (see [`KernelDecoders`]).
+pub(crate) struct DecoderSlots {
+    /// A DEFLATE or Zstandard workspace.
+    ws: Slot<KBox<KVVec<u8>>>,
+    /// A MicroLZMA decoder state for the image's dictionary size.
+    lzma: Slot<LzmaState>,
+}
 
-impl WorkspaceSlot {
+impl DecoderSlots {
     pub(crate) fn new() -> Self {
-        Self(AtomicPtr::new(core::ptr::null_mut()))
+        DecoderSlots { ws: Slot::new(), lzma: Slot::new() }
+    }
+}
+
+/// An owned object that can be parked in a [`Slot`] as a raw pointer.
+pub(crate) trait Parkable: Sized {
+    /// What the raw pointer points to.
+    type Target;
+    /// Gives up ownership as a non-null pointer.
+    fn into_raw(self) -> *mut Self::Target;
+    /// Takes ownership back.
+    ///
+    /// # Safety
+    ///
+    /// `p` comes from [`Parkable::into_raw`] of this type and nothing else owns it.
+    unsafe fn from_raw(p: *mut Self::Target) -> Self;
+}
+
+impl Parkable for KBox<KVVec<u8>> {
+    type Target = KVVec<u8>;
+    fn into_raw(self) -> *mut KVVec<u8> {
+        KBox::into_raw(self)
+    }
+    unsafe fn from_raw(p: *mut KVVec<u8>) -> Self {
+        // SAFETY: `p` came from `KBox::into_raw` and is ours (the caller's contract).
+        unsafe { KBox::from_raw(p) }
+    }
+}
+
+/// One object parked in the super block between reads: a single slot, taken and given back
+/// with atomic swaps (no lock: a reader that finds it empty allocates its own).
+///
+/// Invariant: the pointer is null or comes from [`Parkable::into_raw`] of a `T` that nothing
+/// else owns.
+pub(crate) struct Slot<T: Parkable>(AtomicPtr<T::Target>, core::marker::PhantomData<T>);
+
+impl<T: Parkable> Slot<T> {
+    fn new() -> Self {
+        Self(AtomicPtr::new(core::ptr::null_mut()), core::marker::PhantomData)
     }
 
-    fn take(&self) -> Option<KBox<KVVec<u8>>> {
+    fn take(&self) -> Option<T> {
         let p = self.0.swap(core::ptr::null_mut(), Ordering::AcqRel);
         if p.is_null() {
             return None;
         }
-        // SAFETY: a non-null pointer in the slot came from `KBox::into_raw` and the swap made
-        // us its only owner (type invariant).
-        Some(unsafe { KBox::from_raw(p) })
+        // SAFETY: a non-null pointer in the slot came from `T::into_raw` and the swap made us
+        // its only owner (type invariant).
+        Some(unsafe { T::from_raw(p) })
     }
 
-    fn put(&self, ws: KBox<KVVec<u8>>) {
-        let p = KBox::into_raw(ws);
+    fn put(&self, v: T) {
+        let p = v.into_raw();
         if let Err(p) = self.0.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
             // The slot is taken: free ours.
-            // SAFETY: `p` came from `KBox::into_raw` just above and was not stored.
-            drop(unsafe { KBox::from_raw(p) });
+            // SAFETY: `p` came from `T::into_raw` just above and was not stored.
+            drop(unsafe { T::from_raw(p) });
         }
     }
 }
 
-impl Drop for WorkspaceSlot {
+impl<T: Parkable> Drop for Slot<T> {
     fn drop(&mut self) {
         drop(self.take());
+    }
+}
+
+/// An `xz_dec_microlzma` decoder state in single-call mode (`XZ_SINGLE`: the output buffer is
+/// the dictionary, so the state is all there is, about 30 KiB), for one dictionary size.
+///
+/// Invariant: the pointer comes from `erofs_rs_microlzma_alloc` and is owned by this value
+/// (freed on drop with `xz_dec_microlzma_end`).
+pub(crate) struct LzmaState(core::ptr::NonNull<c_void>);
+
+impl LzmaState {
+    fn new(dict_size: u32) -> Option<Self> {
+        // SAFETY: no pointers in; returns a new state or null.
+        core::ptr::NonNull::new(unsafe { ffi::erofs_rs_microlzma_alloc(dict_size) }).map(LzmaState)
+    }
+}
+
+impl Drop for LzmaState {
+    fn drop(&mut self) {
+        // SAFETY: the state is ours and not used after this (type invariant).
+        unsafe { ffi::xz_dec_microlzma_end(self.0.as_ptr()) }
+    }
+}
+
+impl Parkable for LzmaState {
+    type Target = c_void;
+    fn into_raw(self) -> *mut c_void {
+        let p = self.0.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+    unsafe fn from_raw(p: *mut c_void) -> Self {
+        // SAFETY: `p` came from `into_raw` of an `LzmaState`, so it is non-null and owned
+        // (the caller's contract); the new value owns it.
+        LzmaState(unsafe { core::ptr::NonNull::new_unchecked(p) })
     }
 }
 
@@ -663,15 +753,14 @@ impl format::Decoder for KernelDecoders<'_> {
         if !(format::Z_EROFS_LZMA_MIN_DICT_SIZE..=format::Z_EROFS_LZMA_MAX_DICT_SIZE).contains(&dict_size) {
             return Err(format::Error::Corrupted);
         }
-        // SAFETY: `src` and `dst` are valid for their lengths (the slices); the decoder reads
-        // and writes only inside them.
+        let state = self.lzma_state(dict_size)?.0.as_ptr();
+        // SAFETY: `state` is a MicroLZMA state we own for this read (nothing else uses it);
+        // `src` and `dst` are valid for their lengths (the slices); the decoder reads and
+        // writes only inside them.
         let ret = unsafe {
-            ffi::erofs_rs_microlzma(dict_size, src.as_ptr(), src.len(), dst.as_mut_ptr(), dst.len(), exact)
+            ffi::erofs_rs_microlzma(state, src.as_ptr(), src.len(), dst.as_mut_ptr(), dst.len(), exact)
         };
-        match ret {
-            -2 => Err(format::Error::Io),
-            _ => usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted),
-        }
+        usize::try_from(ret).ok().filter(|&n| n <= dst.len()).ok_or(format::Error::Corrupted)
     }
 }
 
@@ -750,7 +839,7 @@ fn read_run_compressed(
 
     let mut batch = Batch { buf: KVVec::new(), meta: false, device: 0, start: 0, len: 0 };
     let mut out_buf = KVVec::new();
-    let mut decoders = KernelDecoders::new(&info.decode_ws);
+    let mut decoders = KernelDecoders::new(&info.decoders);
     for i in 0..pieces.len() {
         let Some(&Piece { ext, off, n, source }) = pieces.get(i) else { break };
         let lpos = run.start + off;

@@ -169,10 +169,12 @@ extern "C" {
         dst: *mut u8,
         dstlen: usize,
     ) -> core::ffi::c_long;
-    /// Decodes one MicroLZMA stream (`src` is all of it) in `xz_dec_microlzma`'s single-call
-    /// mode: bytes written, -1 for malformed data, -2 if its state cannot be allocated.
+    /// `xz_dec_microlzma_alloc(XZ_SINGLE, dict_size)`: a decoder state, or null.
+    pub(crate) fn erofs_rs_microlzma_alloc(dict_size: u32) -> *mut c_void;
+    /// Decodes one MicroLZMA stream (`src` is all of it) with `state` in single-call mode:
+    /// bytes written, or -1 for malformed data.
     pub(crate) fn erofs_rs_microlzma(
-        dict_size: u32,
+        state: *mut c_void,
         src: *const u8,
         srclen: usize,
         dst: *mut u8,
@@ -181,7 +183,9 @@ extern "C" {
     ) -> core::ffi::c_long;
 
     // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h,
-    // lz4.h).
+    // lz4.h, xz.h).
+    /// Frees a MicroLZMA decoder state.
+    pub(crate) fn xz_dec_microlzma_end(state: *mut c_void);
     pub(crate) fn folio_unlock(folio: *mut bindings::folio);
     pub(crate) fn LZ4_decompress_safe(
         source: *const c_char,

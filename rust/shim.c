@@ -484,32 +484,30 @@ long erofs_rs_zstd(void *workspace, size_t wssize, size_t max_window, const u8 *
 	return out.pos;
 }
 
+struct xz_dec_microlzma *erofs_rs_microlzma_alloc(u32 dict_size)
+{
+	return xz_dec_microlzma_alloc(XZ_SINGLE, dict_size);
+}
+
 /*
  * Decodes the MicroLZMA stream that is exactly @src (its compressed size is @srclen) into
- * @dst. With @exact, the stream must produce exactly @dstlen bytes and end with the input
- * (xz_dec_microlzma_reset's uncomp_size_is_exact, as in-tree erofs for a whole pcluster);
- * otherwise decoding stops once @dst is full. Single-call mode (XZ_SINGLE): @dst is the
- * dictionary, so only the decoder state (about 30 KiB) is allocated, per call; a match farther
- * back than @dict_size bytes is malformed data, as in C's preallocated dictionary.
- * Returns the bytes written, -1 for malformed data, -2 if the state cannot be allocated.
+ * @dst with @s, a state from erofs_rs_microlzma_alloc(). With @exact, the stream must produce
+ * exactly @dstlen bytes and end with the input (xz_dec_microlzma_reset's
+ * uncomp_size_is_exact, as in-tree erofs for a whole pcluster); otherwise decoding stops once
+ * @dst is full. Single-call mode (XZ_SINGLE): @dst is the dictionary, so the state is all
+ * that is allocated; a match farther back than the state's dict_size is malformed data, as
+ * in C's preallocated dictionary. Returns the bytes written, or -1 for malformed data.
  */
-long erofs_rs_microlzma(u32 dict_size, const u8 *src, size_t srclen, u8 *dst, size_t dstlen,
-			bool exact)
+long erofs_rs_microlzma(struct xz_dec_microlzma *s, const u8 *src, size_t srclen, u8 *dst,
+			size_t dstlen, bool exact)
 {
 	struct xz_buf b = { .in = src, .in_size = srclen, .out = dst, .out_size = dstlen };
-	struct xz_dec_microlzma *s;
-	enum xz_ret ret;
 
 	if (srclen > U32_MAX || dstlen > U32_MAX)
 		return -1;
-	s = xz_dec_microlzma_alloc(XZ_SINGLE, dict_size);
-	if (!s)
-		return -2;
 	xz_dec_microlzma_reset(s, srclen, dstlen, exact);
-	ret = xz_dec_microlzma_run(s, &b);
-	xz_dec_microlzma_end(s);
 	/* XZ_OK in single-call mode: the input ran out before the output was complete */
-	if (ret != XZ_STREAM_END)
+	if (xz_dec_microlzma_run(s, &b) != XZ_STREAM_END)
 		return -1;
 	return b.out_pos;
 }

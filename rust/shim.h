@@ -74,7 +74,9 @@ long erofs_rs_inflate(void *workspace, const u8 *src, size_t srclen, u8 *dst, si
 size_t erofs_rs_zstd_workspace_size(size_t max_window);
 long erofs_rs_zstd(void *workspace, size_t wssize, size_t max_window, const u8 *src,
 		   size_t srclen, u8 *dst, size_t dstlen);
-long erofs_rs_microlzma(u32 dict_size, const u8 *src, size_t srclen, u8 *dst, size_t dstlen,
-			bool exact);
+struct xz_dec_microlzma;
+struct xz_dec_microlzma *erofs_rs_microlzma_alloc(u32 dict_size);
+long erofs_rs_microlzma(struct xz_dec_microlzma *s, const u8 *src, size_t srclen, u8 *dst,
+			size_t dstlen, bool exact);
 
 #endif /* EROFS_RS_SHIM_H */

@@ -109,8 +109,9 @@ pub(crate) struct SbInfo {
     /// The compression configuration (`z_erofs_parse_cfgs`, read at every mount as in C:
     /// LZ4 with the superblock's defaults unless the image has `COMPR_CFGS`).
     pub(crate) compr: format::ComprConfig,
-    /// A DEFLATE or Zstandard workspace kept between reads (see [`crate::data::WorkspaceSlot`]).
-    pub(crate) decode_ws: crate::data::WorkspaceSlot,
+    /// The DEFLATE/Zstandard workspace and MicroLZMA state kept between reads (see
+    /// [`crate::data::KernelDecoders`]).
+    pub(crate) decoders: crate::data::DecoderSlots,
     /// Total blocks of all devices, for statfs.
     pub(crate) total_blocks: u64,
     /// Size in bytes of each device (0: the primary blob, then the extra devices), or 0 where
@@ -480,7 +481,7 @@ fn fill_super_inner(sb: *mut bindings::super_block, data: *mut c_void) -> Result
             slots,
             fs,
             compr,
-            decode_ws: crate::data::WorkspaceSlot::new(),
+            decoders: crate::data::DecoderSlots::new(),
             total_blocks,
             device_bytes,
             flags: AtomicFlags::new(opts.flags),
