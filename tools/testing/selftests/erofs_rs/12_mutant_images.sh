@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # TIMEOUT: 420
-# Mutant images in the VM: deterministic, seeded corruptions (mutate.py) of three real images,
+# Mutant images in the VM: deterministic, seeded corruptions (mutate.py) of six images,
 #   chunk:   mkfs.erofs, 64 KiB chunk indexes, data in an external blob (device=blob1);
 #   flat:    mkfs.erofs defaults (flat and tail-packed inline data, no blob);
 #   crafted: mkimg.py, 4 KiB blocks (three extra devices by tag, block maps, mapped_blkaddr);
 #   zlz4:    mkfs.erofs -zlz4hc -C16384 (compact indexes, big pclusters, plain pclusters);
 #   zzstd:   the same recompressed with Zstandard (ztranscode.py), decoded by the kernel's zstd;
+#   zlzma:   treegen.py lzmafit's files, -zlz4hc -C16384 recompressed with MicroLZMA
+#            (ztranscode.py), decoded by the kernel's xz;
 # each written as a new metadata blob (own cookie key and fscache volume), mounted with
 # erofs_rs and the daemon, walked and read entirely by one forked walker (readdir, lstat,
 # readlink, listxattr/getxattr, reads, lookups of absent names). A mutant passes if every
@@ -46,12 +48,17 @@ mkfs.erofs --quiet -T1700000000 -U$UUID -zlz4hc -C16384 "$W/cachefs/build/zlz4" 
 cp "$W/cachefs/build/zlz4" "$W/cachefs/build/zzstd"
 $PY "$SELFTEST_DIR/ztranscode.py" "$W/cachefs/build/zzstd" "$W/tree" zstd >"$W/ztranscode.log" 2>&1 \
   || { cat "$W/ztranscode.log"; die "ztranscode.py (zzstd) failed"; }
+$PY "$SELFTEST_DIR/treegen.py" lzmafit "$W/ltree" || die "cannot write the MicroLZMA tree"
+mkfs.erofs --quiet -T1700000000 -U$UUID -zlz4hc -C16384 "$W/cachefs/build/zlzma" "$W/ltree" \
+  >"$W/mkfs.log" 2>&1 || { cat "$W/mkfs.log"; die "mkfs.erofs (zlzma) failed"; }
+$PY "$SELFTEST_DIR/ztranscode.py" "$W/cachefs/build/zlzma" "$W/ltree" lzma >>"$W/ztranscode.log" 2>&1 \
+  || { cat "$W/ztranscode.log"; die "ztranscode.py (zlzma) failed"; }
 mv "$W/cachefs/build/chunk" "$W/cachefs/build/blob1" "$W/cachefs/build/flat" "$W/cachefs/build/zlz4" \
-  "$W/cachefs/build/zzstd" "$B/"
+  "$W/cachefs/build/zzstd" "$W/cachefs/build/zlzma" "$B/"
 $PY "$SELFTEST_DIR/mkimg.py" "$W/crafted" >/dev/null || die "mkimg.py failed"
 mv "$W/crafted/meta" "$B/crafted"
 mv "$W/crafted/blob_a" "$W/crafted/blob_b" "$W/crafted/blob_c" "$B/"
-log "bases: $(cd "$B" && sha256sum chunk flat crafted zlz4 zzstd | awk '{ printf "%s %.12s  ", $2, $1 }')"
+log "bases: $(cd "$B" && sha256sum chunk flat crafted zlz4 zzstd zlzma | awk '{ printf "%s %.12s  ", $2, $1 }')"
 
 # Regression cases: mutants that found bugs, as explicit edits ("NAME BASE OFFSET:FORMAT:VALUE...",
 # see mutate.py), run before the mutants on every run.
@@ -60,7 +67,7 @@ CASES=(
 args=(--seed "$SEED" --blobs "$B" --mnt "$W/mnt" --stats "$W/stats" --max-reads "$MAX_READS"
       --base "chunk=$B/chunk:device=blob1:$W/tree" --base "flat=$B/flat::$W/tree"
       --base "crafted=$B/crafted::$W/crafted/expected" --base "zlz4=$B/zlz4::$W/tree"
-      --base "zzstd=$B/zzstd::$W/tree")
+      --base "zzstd=$B/zzstd::$W/tree" --base "zlzma=$B/zlzma::$W/ltree")
 # run_batch FIRST COUNT [extra args]: one walker process for a batch, over a fresh cache
 run_batch() {
   start_daemon "$B" --window 0
