@@ -9,7 +9,6 @@
 use crate::folio::CachedFolio;
 use crate::super_::{format_errno, BStr, SbInfo, EROFS_NAME_LEN};
 use crate::{erofs_err, ffi, format, inode, Ops};
-use core::cmp::Ordering;
 use kernel::ffi::c_int;
 use crate::{efscorrupted, enametoolong};
 use kernel::bindings;
@@ -18,12 +17,13 @@ use kernel::error::{code::*, Error, Result};
 /// Size of an on-disk `struct erofs_dirent`.
 const DIRENT_SIZE: u64 = 12;
 
-/// Runs `f` on directory block `blk` of `dir` (shorter than a block at the end of the directory).
+/// Runs `f` on the bytes of directory block `blk` of `dir` (shorter than a block at the end
+/// of the directory).
 fn with_block<R>(
     dir: *mut bindings::inode,
     info: &SbInfo,
     blk: u64,
-    f: impl FnOnce(format::DirBlock<'_>) -> Result<R>,
+    f: impl FnOnce(&[u8]) -> Result<R>,
 ) -> Result<R> {
     let blksz = u64::from(info.fs.block_size());
     // SAFETY: `dir` is a live directory inode.
@@ -36,15 +36,16 @@ fn with_block<R>(
     let off = usize::try_from(start - folio.pos()).map_err(|_| efscorrupted())?;
     folio.with_page(off, |bytes| {
         // A block never crosses a page: block size <= PAGE_SIZE and blocks are aligned.
-        let block = bytes.get(..len).ok_or(efscorrupted())?;
-        let db = format::DirBlock::new(block).map_err(|e| {
-            // SAFETY: `dir` is live.
-            let ino = unsafe { (*dir).i_ino };
-            erofs_err!("{}: dir nid {}: bad block {}: {:?}", BStr(info.opts.fsid.as_bytes()), ino, blk, e);
-            format_errno(e)
-        })?;
-        f(db)
+        f(bytes.get(..len).ok_or(efscorrupted())?)
     })?
+}
+
+/// Logs a corrupted directory block and returns its errno.
+fn bad_block(dir: *mut bindings::inode, info: &SbInfo, blk: u64, e: format::Error) -> Error {
+    // SAFETY: `dir` is live.
+    let ino = unsafe { (*dir).i_ino };
+    erofs_err!("{}: dir nid {}: bad block {}: {:?}", BStr(info.opts.fsid.as_bytes()), ino, blk, e);
+    format_errno(e)
 }
 
 fn readdir(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> Result {
@@ -66,7 +67,8 @@ fn readdir(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> Result
         let dbstart = blk * blksz;
         let first = (pos - dbstart).div_ceil(DIRENT_SIZE);
         let blk_len = core::cmp::min(size - dbstart, blksz);
-        let stopped = with_block(dir, info, blk, |db| {
+        let stopped = with_block(dir, info, blk, |block| {
+            let db = format::DirBlock::new(block).map_err(|e| bad_block(dir, info, blk, e))?;
             for i in first..db.len() as u64 {
                 let d = db.get(i as usize).ok_or(efscorrupted())?;
                 let epos = dbstart + i * DIRENT_SIZE;
@@ -109,38 +111,46 @@ unsafe extern "C" fn iterate_shared(file: *mut bindings::file, ctx: *mut binding
     }
 }
 
-/// Compares `name` with a dirent name as erofs sorts them: bytes, then length.
-fn cmp_name(name: &[u8], de: &[u8]) -> Ordering {
-    name.cmp(de)
+/// Where one block of a directory puts a name, for [`find`].
+enum Probe {
+    Found(u64),
+    /// Before the block's first entry.
+    Before,
+    /// After its last entry.
+    After,
+    /// Within its range but not there: not in the directory.
+    Absent,
 }
 
-/// Finds `name` in `dir`: binary search over blocks by their first name, then within the block.
+/// Finds `name` in `dir`, as `erofs_namei` does: a binary search over the blocks (names are
+/// sorted across the whole directory), each probed block searched by binary search too
+/// ([`format::DirLookupBlock`]: only the entries it reaches are parsed). A name within a
+/// block's range is there or nowhere.
 fn find(dir: *mut bindings::inode, info: &SbInfo, name: &[u8]) -> Result<Option<u64>> {
     let blksz = u64::from(info.fs.block_size());
     // SAFETY: `dir` is live.
     let size = unsafe { (*dir).i_size } as u64;
-    let nblocks = size.div_ceil(blksz);
-    let (mut lo, mut hi) = (0u64, nblocks);
-    let mut candidate = None;
+    let (mut lo, mut hi) = (0u64, size.div_ceil(blksz));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let ord = with_block(dir, info, mid, |db| {
-            let d = db.get(0).ok_or(efscorrupted())?;
-            Ok(cmp_name(name, d.name))
+        let probe = with_block(dir, info, mid, |block| {
+            let bad = |e| bad_block(dir, info, mid, e);
+            let db = format::DirLookupBlock::new(block).map_err(bad)?;
+            Ok(match db.lookup(name).map_err(bad)? {
+                Ok(d) => Probe::Found(d.nid),
+                Err(0) => Probe::Before,
+                Err(i) if i >= db.len() => Probe::After,
+                Err(_) => Probe::Absent,
+            })
         })?;
-        match ord {
-            Ordering::Less => hi = mid,
-            Ordering::Equal | Ordering::Greater => {
-                candidate = Some(mid);
-                lo = mid + 1;
-            }
+        match probe {
+            Probe::Found(nid) => return Ok(Some(nid)),
+            Probe::Absent => return Ok(None),
+            Probe::Before => hi = mid,
+            Probe::After => lo = mid + 1,
         }
     }
-    let Some(blk) = candidate else { return Ok(None) };
-    with_block(dir, info, blk, |db| match db.lookup(name).map_err(format_errno)? {
-        Ok(d) => Ok(Some(d.nid)),
-        Err(_) => Ok(None),
-    })
+    Ok(None)
 }
 
 fn lookup_inner(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> Result<*mut bindings::dentry> {

@@ -96,16 +96,20 @@ impl<'a> DirBlock<'a> {
     /// After this succeeds, [`DirBlock::get`], [`DirBlock::iter`] and
     /// [`DirBlock::lookup`] cannot fail.
     pub(crate) fn new(block: &'a [u8]) -> Result<DirBlock<'a>> {
+        let db = DirBlock::header(block)?;
+        for i in 0..db.count {
+            db.entry(i)?;
+        }
+        Ok(db)
+    }
+
+    /// The block with only its header (`nameoff0`) checked: entries are checked when parsed.
+    fn header(block: &'a [u8]) -> Result<DirBlock<'a>> {
         let nameoff0 = usize::from(le16(block, 8)?);
         if nameoff0 == 0 || nameoff0 % EROFS_DIRENT_SIZE != 0 || nameoff0 >= block.len() {
             return Err(Error::Corrupted);
         }
-        let count = nameoff0 / EROFS_DIRENT_SIZE;
-        let db = DirBlock { block, count };
-        for i in 0..count {
-            db.entry(i)?;
-        }
-        Ok(db)
+        Ok(DirBlock { block, count: nameoff0 / EROFS_DIRENT_SIZE })
     }
 
     /// Parses entry `i` with full bounds checks.
@@ -181,6 +185,35 @@ impl<'a> DirBlock<'a> {
             }
         }
         Ok(Err(lo))
+    }
+}
+
+/// A directory block for name lookups, read as `namei.c` reads one: only the header is
+/// checked up front, and each entry when a lookup reaches it. A lookup then parses O(log n)
+/// entries instead of validating all of them first ([`DirBlock::new`]); a corrupted entry it
+/// reaches is [`Error::Corrupted`], one it does not reach goes unnoticed, as in C.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirLookupBlock<'a>(DirBlock<'a>);
+
+impl<'a> DirLookupBlock<'a> {
+    /// Checks the block's header (see [`DirBlock::new`] for the block and the checks).
+    pub(crate) fn new(block: &'a [u8]) -> Result<DirLookupBlock<'a>> {
+        DirBlock::header(block).map(DirLookupBlock)
+    }
+
+    /// Number of entries in this block.
+    pub(crate) fn len(&self) -> usize {
+        self.0.count
+    }
+
+    /// Always false: a block with a valid header has at least one entry.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.count == 0
+    }
+
+    /// [`DirBlock::lookup`], with [`Error::Corrupted`] for a bad entry on the way.
+    pub(crate) fn lookup(&self, name: &[u8]) -> Result<core::result::Result<Dirent<'a>, usize>> {
+        self.0.lookup(name)
     }
 }
 

@@ -1283,6 +1283,37 @@ fn dir_block_parsing() {
     assert_eq!(file_type_to_dtype(200), DT_UNKNOWN);
 }
 
+/// `DirLookupBlock` answers every lookup as `DirBlock` does on valid blocks, parses only the
+/// entries its binary search reaches, and fails on a corrupted one it reaches.
+#[test]
+fn dir_lookup_block() {
+    let names: Vec<Vec<u8>> = (0..60u32).map(|i| format!("name_{:03}", i * 2).into_bytes()).collect();
+    let ents: Vec<(u64, u8, &[u8])> =
+        names.iter().enumerate().map(|(i, n)| (i as u64 + 10, EROFS_FT_REG_FILE, &n[..])).collect();
+    let blk = dir_block(&ents, 4096);
+    let (full, lazy) = (DirBlock::new(&blk).unwrap(), DirLookupBlock::new(&blk).unwrap());
+    assert_eq!((lazy.len(), lazy.is_empty()), (60, false));
+    for i in 0..125u32 {
+        let probe = format!("name_{:03}", i).into_bytes();
+        assert_eq!(lazy.lookup(&probe).unwrap(), full.lookup(&probe).unwrap(), "{i}");
+    }
+    assert_eq!(lazy.lookup(b"a").unwrap(), Err(0));
+    assert_eq!(lazy.lookup(b"z").unwrap(), Err(60));
+    // Entry 59's name offset points before the names: DirBlock refuses the block; a lookup
+    // that never reaches entry 59 still works, one that does is Corrupted.
+    let mut bad = blk.clone();
+    bad[59 * 12 + 8..59 * 12 + 10].copy_from_slice(&4u16.to_le_bytes());
+    assert_eq!(DirBlock::new(&bad).err(), Some(Error::Corrupted));
+    let lazy = DirLookupBlock::new(&bad).unwrap();
+    assert_eq!(lazy.lookup(b"name_000").unwrap().unwrap().nid, 10);
+    assert_eq!(lazy.lookup(b"name_118").err(), Some(Error::Corrupted));
+    // The header is checked up front.
+    assert_eq!(DirLookupBlock::new(&blk[..5]).err(), Some(Error::Corrupted));
+    let mut b = blk.clone();
+    b[8..10].copy_from_slice(&13u16.to_le_bytes());
+    assert_eq!(DirLookupBlock::new(&b).err(), Some(Error::Corrupted));
+}
+
 #[test]
 fn dir_block_corruption() {
     let ents: &[(u64, u8, &[u8])] = &[(1, 2, b"."), (2, 2, b".."), (3, 1, b"file")];

@@ -905,6 +905,12 @@ fn check_dirblock(block: &[u8], db: &DirBlock<'_>) {
             "lookup failed on a validated block"
         );
     }
+    // The lookup view parses lazily and answers as the validated block does.
+    let lazy = DirLookupBlock::new(block).expect("a validated block has a valid header");
+    assert_eq!(lazy.len(), db.len());
+    for probe in db.iter().map(|d| d.name).chain([&b"\x01"[..], &b"\xff\xff"[..]]) {
+        assert_eq!(lazy.lookup(probe), db.lookup(probe), "DirLookupBlock disagrees");
+    }
     // In a block sorted as mkfs.erofs sorts, the binary search agrees with a linear one.
     let sorted = db
         .iter()
@@ -923,13 +929,14 @@ fn check_dirblock(block: &[u8], db: &DirBlock<'_>) {
     }
 }
 
-/// `with_block`: runs `f` on directory block `blk` of `dir`, read through its page cache.
-fn with_block<R>(
+/// `with_block`: runs `f` on the bytes of directory block `blk` of `dir`, read through its
+/// page cache.
+fn with_block_bytes<R>(
     m: &Mount,
     dir: &Inode,
     blk: u64,
     st: &mut Stats,
-    f: impl FnOnce(DirBlock<'_>, &mut Stats) -> R,
+    f: impl FnOnce(&[u8], &mut Stats) -> R,
 ) -> Result<R> {
     let blksz = m.blksz();
     let start = blk.checked_mul(blksz).ok_or(Error::Corrupted)?;
@@ -945,7 +952,18 @@ fn with_block<R>(
         .get(off..)
         .and_then(|b| b.get(..len))
         .ok_or(Error::Corrupted)?;
-    match DirBlock::new(block) {
+    Ok(f(block, st))
+}
+
+/// Runs `f` on directory block `blk` of `dir` validated by `DirBlock::new` (readdir's view).
+fn with_block<R>(
+    m: &Mount,
+    dir: &Inode,
+    blk: u64,
+    st: &mut Stats,
+    f: impl FnOnce(DirBlock<'_>, &mut Stats) -> R,
+) -> Result<R> {
+    with_block_bytes(m, dir, blk, st, |block, st| match DirBlock::new(block) {
         Ok(db) => {
             if m.checked.borrow_mut().insert((dir.nid, blk)) {
                 check_dirblock(block, &db);
@@ -957,7 +975,7 @@ fn with_block<R>(
             st.errors += 1;
             Err(e)
         }
-    }
+    })?
 }
 
 /// `readdir` from position `pos`, emitting at most `budget` entries (then stopping as a full
@@ -1006,37 +1024,33 @@ fn find(m: &Mount, dir: &Inode, name: &[u8], st: &mut Stats) -> Result<Option<u6
     if name.len() > EROFS_NAME_LEN {
         return Ok(None); // ENAMETOOLONG before any read
     }
+    // As rust/dir.rs: a binary search over blocks, each probed block searched lazily
+    // (`DirLookupBlock`); a name within a block's range is there or nowhere.
     let blksz = m.blksz();
-    let nblocks = dir.size.div_ceil(blksz);
-    let (mut lo, mut hi) = (0u64, nblocks);
-    let mut candidate = None;
+    let (mut lo, mut hi) = (0u64, dir.size.div_ceil(blksz));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let ord = with_block(m, dir, mid, st, |db, _| {
-            db.get(0).map(|d| name.cmp(d.name)).ok_or(Error::Corrupted)
-        })??;
-        match ord {
-            core::cmp::Ordering::Less => hi = mid,
-            _ => {
-                candidate = Some(mid);
-                lo = mid + 1;
+        let probe = with_block_bytes(m, dir, mid, st, |block, st| {
+            let r = DirLookupBlock::new(block).and_then(|db| {
+                let found = db.lookup(name)?.map(|d| {
+                    assert_eq!(d.name, name);
+                    d.nid
+                });
+                Ok((found, db.len()))
+            });
+            if r.is_err() {
+                st.errors += 1;
             }
+            r
+        })??;
+        match probe {
+            (Ok(nid), _) => return Ok(Some(nid)),
+            (Err(0), _) => hi = mid,
+            (Err(i), n) if i >= n => lo = mid + 1,
+            (Err(_), _) => return Ok(None),
         }
     }
-    let Some(blk) = candidate else {
-        return Ok(None);
-    };
-    with_block(m, dir, blk, st, |db, _| match db.lookup(name) {
-        Ok(Ok(d)) => {
-            assert_eq!(d.name, name);
-            Ok(Some(d.nid))
-        }
-        Ok(Err(i)) => {
-            assert!(i <= db.len());
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    })?
+    Ok(None)
 }
 
 /// Walks the tree from the root breadth first (`readdir`, then `iget` of each new nid, as a
