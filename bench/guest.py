@@ -513,7 +513,7 @@ class Guest:
         data = self.W + "/perf.data"
         p = None
         if self.perf:
-            p = subprocess.Popen([self.perf, "record", "-q", "-e", "cpu-clock", "-F", "499",
+            p = subprocess.Popen([self.perf, "record", "-q", "-e", "cpu-clock", "-F", "4999",
                                   "-a", "-g", "-o", data], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
             time.sleep(1.0)

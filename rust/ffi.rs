@@ -108,6 +108,8 @@ extern "C" {
         -> *mut bindings::folio;
     pub(crate) fn erofs_rs_mapping_set_gfp_kernel(mapping: *mut bindings::address_space);
     pub(crate) fn erofs_rs_mapping_lockdep_shared_only(mapping: *mut bindings::address_space);
+    /// `mapping_set_large_folios`: the page cache may use folios larger than a page.
+    pub(crate) fn erofs_rs_mapping_set_large_folios(mapping: *mut bindings::address_space);
 
     pub(crate) fn erofs_rs_inode_set_owner(inode: *mut bindings::inode, uid: u32, gid: u32);
     pub(crate) fn erofs_rs_inode_set_fop(

@@ -169,6 +169,14 @@ fn fill(inode: *mut bindings::inode, info: &SbInfo, nid: u64) -> Result {
             return Err(efscorrupted());
         }
     }
+    if matches!(mode & S_IFMT, bindings::S_IFREG | bindings::S_IFDIR | bindings::S_IFLNK) {
+        // Large folios, as in-tree erofs sets them on every inode with data: readahead then
+        // adds and reads fewer, larger folios. Every path that fills or reads our folios
+        // works page by page within a folio (`LockedFolio`, `CachedFolio`, fscache's
+        // iterators over the mapping).
+        // SAFETY: as above, a new inode; its mapping has no folios yet.
+        unsafe { ffi::erofs_rs_mapping_set_large_folios((*inode).i_mapping) };
+    }
     let boxed = KBox::pin_init(pin_init!(InodeInfo { raw, z <- new_mutex!(None) }), GFP_KERNEL)?;
     // SAFETY: the box is never moved out of: `evict_inode` drops it in place (`KBox::from_raw`),
     // and only shared references are handed out meanwhile (`info`).

@@ -248,6 +248,11 @@ void erofs_rs_mapping_lockdep_shared_only(struct address_space *mapping)
 
 /* --- inodes, dentries, directories */
 
+void erofs_rs_mapping_set_large_folios(struct address_space *mapping)
+{
+	mapping_set_large_folios(mapping);
+}
+
 void erofs_rs_inode_set_owner(struct inode *inode, u32 uid, u32 gid)
 {
 	i_uid_write(inode, uid);

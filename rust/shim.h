@@ -53,6 +53,7 @@ void erofs_rs_mapping_set_gfp_kernel(struct address_space *mapping);
 int erofs_rs_iter_kbuf(struct iov_iter *iter, struct bio_vec *bv, unsigned int nr, void *buf, size_t len);
 void erofs_rs_kbuf_read_done(void *buf, size_t len);
 void erofs_rs_mapping_lockdep_shared_only(struct address_space *mapping);
+void erofs_rs_mapping_set_large_folios(struct address_space *mapping);
 void erofs_rs_inode_set_owner(struct inode *inode, u32 uid, u32 gid);
 void erofs_rs_inode_set_fop(struct inode *inode, const struct file_operations *fop);
 const unsigned char *erofs_rs_dentry_name(const struct dentry *dentry, u32 *len);
