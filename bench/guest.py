@@ -258,6 +258,15 @@ class Guest:
             fields = f.read().rsplit(")", 1)[1].split()
         tick = os.sysconf("SC_CLK_TCK")
         s["daemon_cpu_s"] = (int(fields[11]) + int(fields[12])) / tick
+        # The cache filesystem's block device (the loop device under cachefs): read requests
+        # completed and sectors read, i.e. how the filesystem's cache reads reach the disk.
+        st = os.stat(self.W + "/cachefs").st_dev
+        try:
+            with open("/sys/dev/block/%d:%d/stat" % (os.major(st), os.minor(st))) as f:
+                io = f.read().split()
+            s["cache_ios"], s["cache_bytes"] = int(io[0]), int(io[2]) * 512
+        except (OSError, IndexError, ValueError):
+            pass
         return s
 
     # ---- mounts
@@ -304,7 +313,7 @@ class Guest:
                "seconds": res.pop("seconds", wall), "wall_s": wall,
                "user_s": c1.user - c0.user, "sys_s": c1.system - c0.system,
                "daemon_cpu_s": s1["daemon_cpu_s"] - s0["daemon_cpu_s"]}
-        for k in STAT_KEYS:
+        for k in STAT_KEYS + ("cache_ios", "cache_bytes"):
             rec[k] = s1.get(k, 0) - s0.get(k, 0)
         rec["read_len_hist"] = {k[len(HIST_PREFIX):]: s1[k] - s0.get(k, 0)
                                 for k in s1 if k.startswith(HIST_PREFIX) and s1[k] != s0.get(k, 0)}

@@ -252,9 +252,12 @@ class Report:
              "*user* and *sys*: CPU time of the reading process (the Python walker; fio runs as "
              "a child and is not counted); *daemon*: CPU time of erofs-ondemandd; *waiting*: "
              "wall time minus the reader's CPU time (blocked on the daemon, on I/O or on the "
-             "other vCPU).", "",
-             "| scenario | through | wall | user | sys | daemon CPU | daemon service | waiting |",
-             "|---|---|--:|--:|--:|--:|--:|--:|"]
+             "other vCPU); *cache reads*: read requests completed by the cache filesystem's "
+             "loop device, and their mean size (how the cache reads of each filesystem reach "
+             "the disk; the daemon's writes are not counted).", "",
+             "| scenario | through | wall | user | sys | daemon CPU | daemon service | waiting "
+             "| cache reads | mean size |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for r in self.rows:
             n = r["name"]
             if n.startswith("daemon") or "fio" in n:
@@ -263,11 +266,14 @@ class Report:
                 rs = self.by[n][f]
                 wall = med([x["wall_s"] for x in rs])
                 u, s = med([x["user_s"] for x in rs]), med([x["sys_s"] for x in rs])
-                L.append("| `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
+                ios = med([x.get("cache_ios", 0) for x in rs])
+                cbytes = med([x.get("cache_bytes", 0) for x in rs])
+                L.append("| `%s` | %s | %s | %s | %s | %s | %s | %s | %d | %.1f KiB |" % (
                     n, f, fmt_s(wall), fmt_s(u), fmt_s(s),
                     fmt_s(med([x["daemon_cpu_s"] for x in rs])),
                     fmt_s(med([x["read_ns"] for x in rs]) / 1e9),
-                    fmt_s(med([x["wall_s"] - x["user_s"] - x["sys_s"] for x in rs]))))
+                    fmt_s(med([x["wall_s"] - x["user_s"] - x["sys_s"] for x in rs])),
+                    ios, cbytes / ios / 1024 if ios else 0))
         fio = self.by.get("large_fio_randread_4k_warm")
         if fio:
             L += ["", "fio (median per run): " + "; ".join(
