@@ -457,30 +457,32 @@ class Guest:
         self.cold_window0(fs, run, "_fetch1m", ",fetch_kb=1024" if fs == "erofs_rs" else "")
 
     def phase_z(self, fs, run):
-        """The source tree compressed (mkfs.erofs -zlz4hc, one blob): warm and hot reads of
-        every file by both, the cold read by erofs_rs only. In-tree erofs is not given a cold
-        compressed read: in 6.12 it completes a pcluster read once per piece when cachefiles
-        splits it at a cached/uncached boundary (the daemon's window widening makes such
-        boundaries), and the guest died of it here (KASAN report, then a general protection
-        fault in z_erofs_endio from the loop device's completion). For its warm read the cache
-        is filled by an erofs_rs read first (same volume and cookie keys, so the same cache
-        file): complete cache files, nothing split."""
-        if not os.path.exists(self.W + "/blobs/srcz_meta"):
-            return
-        self.reset(WINDOW)
-        if fs == "erofs_rs":
-            z = self.mount(fs, "srcz")
-            drop_caches()
-            self.check_tree(self.measure("srcz_cold_read", fs, run, read_all, z), "src")
-        else:
-            fill = self.mount("erofs_rs", "srcz")
-            read_all(fill)
-            self.umount(fill)
-            z = self.mount(fs, "srcz")
-        self.remount_drop(z)
-        self.check_tree(self.measure("srcz_warm_read", fs, run, read_all, z), "src")
-        self.check_tree(self.measure("srcz_hot_read", fs, run, read_all, z), "src")
-        self.umount(z)
+        """The compressed images, one blob each: the source tree (mkfs.erofs -zlz4hc, srcz) and
+        one large file, a tar of it (-zlz4hc -C65536, largez). Warm and hot reads of every file
+        by both, the cold read by erofs_rs only. In-tree erofs is not given a cold compressed
+        read: in 6.12 it completes a pcluster read once per piece when cachefiles splits it at a
+        cached/uncached boundary (the daemon's window widening makes such boundaries), and the
+        guest died of it here (KASAN report, then a general protection fault in z_erofs_endio
+        from the loop device's completion). For its warm read the cache is filled by an erofs_rs
+        read first (same volume and cookie keys, so the same cache file): complete cache files,
+        nothing split."""
+        for img, tree in (("srcz", "src"), ("largez", "largez")):
+            if not os.path.exists("%s/blobs/%s_meta" % (self.W, img)) or tree not in self.trees:
+                continue
+            self.reset(WINDOW)
+            if fs == "erofs_rs":
+                z = self.mount(fs, img)
+                drop_caches()
+                self.check_tree(self.measure(img + "_cold_read", fs, run, read_all, z), tree)
+            else:
+                fill = self.mount("erofs_rs", img)
+                read_all(fill)
+                self.umount(fill)
+                z = self.mount(fs, img)
+            self.remount_drop(z)
+            self.check_tree(self.measure(img + "_warm_read", fs, run, read_all, z), tree)
+            self.check_tree(self.measure(img + "_hot_read", fs, run, read_all, z), tree)
+            self.umount(z)
 
     # ---- profiles of the scenarios erofs_rs loses
 
@@ -488,12 +490,13 @@ class Guest:
         """Set the scenario up as in the runs and record it once under perf (whole system,
         cpu-clock sampling, call graphs), then keep perf's flat report."""
         # The daemon scenarios read the largest file of the large tree, as phase_daemon does.
-        img = "large" if scenario.startswith(("large", "daemon")) else \
+        img = "largez" if scenario.startswith("largez") else \
+            "large" if scenario.startswith(("large", "daemon")) else \
             "srcz" if scenario.startswith("srcz") else "src"
         window = 0 if scenario.endswith(("window0", "fetch1m")) or scenario.startswith("daemon") \
             else WINDOW
         self.reset(window)
-        if img == "srcz" and fs == "erofs":
+        if img in ("srcz", "largez") and fs == "erofs":
             # In-tree erofs must not read compressed data cold (see phase_z): erofs_rs fills.
             fill = self.mount("erofs_rs", img)
             read_all(fill)

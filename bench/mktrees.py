@@ -23,8 +23,10 @@ def large(d, sizes):
 
 def describe(d):
     out = {}
-    for name in ("src", "large"):
+    for name in ("src", "large", "largez"):
         root = os.path.join(d, name)
+        if not os.path.isdir(root):
+            continue
         entries = files = nbytes = 0
         largest, lsize = "", -1
         stack = [root]

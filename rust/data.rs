@@ -13,7 +13,7 @@
 //! (`LockedFolio`). `read_folio` waits for its reads; `readahead` returns once its cache reads
 //! are issued and the last one to end finishes the window's folios ([`Window`]).
 
-use crate::folio::LockedFolio;
+use crate::folio::{LockedFolio, RamMap};
 use crate::fscache::{Cookie, OnDone};
 use crate::super_::{format_errno, BStr, MetaSource, SbInfo};
 use crate::{erofs_err, ffi, format, inode, Ops};
@@ -111,6 +111,23 @@ impl FolioRun {
 
     fn zero(&mut self, off: u64, n: u64) -> Result {
         self.for_each(off, n, |folio, foff, len, _| folio.zero(foff, len))
+    }
+
+    /// The run's pages mapped contiguously (see [`RamMap`]), or `None` if they cannot be.
+    ///
+    /// # Safety
+    ///
+    /// The map is dropped before the run (the folios stay locked while it lives), and the run's
+    /// other methods are not called while a slice of the map is borrowed.
+    unsafe fn ram_map(&self) -> Option<RamMap> {
+        let count = usize::try_from(self.len).ok()? / bindings::PAGE_SIZE;
+        let mut pages = KVec::with_capacity(count, GFP_KERNEL).ok()?;
+        for folio in self.folios.iter() {
+            folio.push_pages(&mut pages).ok()?;
+        }
+        // SAFETY: the pages of the run's locked folios, which its owner fills; the caller keeps
+        // them so (and does not write them otherwise while a slice is borrowed) for the map's life.
+        unsafe { RamMap::new(&mut pages) }
     }
 
     /// Marks every folio up to date: the whole run was filled.
@@ -779,14 +796,40 @@ fn zmap(info: &SbInfo, zi: &format::ZInode, offset: u64, mode: format::ZMapMode)
     })
 }
 
+/// Decodes the start of extent `ext` from its `pcluster` into `out` (all of it: see
+/// [`format::decompress_extent_with`]), with a log line on failure.
+fn decode(
+    decoders: &mut KernelDecoders<'_>,
+    info: &SbInfo,
+    nid: u64,
+    ext: &format::ZExtent,
+    pcluster: &[u8],
+    out: &mut [u8],
+) -> Result {
+    format::decompress_extent_with(decoders, &info.fs, &info.compr, ext, pcluster, out).map_err(|e| {
+        erofs_err!(
+            "{}: nid {}: cannot decompress the extent at {} (+{}) from the pcluster at {} (+{}): {:?}",
+            BStr(info.opts.fsid.as_bytes()),
+            nid,
+            ext.logical,
+            out.len(),
+            ext.physical,
+            ext.plength,
+            e
+        );
+        format_errno(e)
+    })
+}
+
 /// Fills a run of folios of a compressed file (`z_erofs_read_folio`, `z_erofs_readahead`).
 ///
 /// First the run is mapped extent by extent (`ZMapMode::Read`, as C's read path; when the run
 /// reaches past the lcluster that mapping stops at, the whole extent is mapped once more in
 /// `ZMapMode::Full` so that the run's part of it is decoded in one go). Then the pclusters are
-/// read, adjacent ones together (see [`load_pcluster`]), each extent is decoded from its start
-/// up to the end of the run (or of the extent, or EOF) into a buffer, and the run's part is
-/// copied into the folios. Fragments come from the packed inode.
+/// read, adjacent ones together (see [`load_pcluster`]), and each extent is decoded from its
+/// start up to the end of the run (or of the extent, or EOF): straight into the run's pages
+/// when it starts inside the run, else into a buffer whose part in the run is copied.
+/// Fragments come from the packed inode.
 fn read_run_compressed(
     run: &mut FolioRun,
     sb: *mut bindings::super_block,
@@ -840,6 +883,20 @@ fn read_run_compressed(
     let mut batch = Batch { buf: KVVec::new(), meta: false, device: 0, start: 0, len: 0 };
     let mut out_buf = KVVec::new();
     let mut decoders = KernelDecoders::new(&info.decoders);
+    // An extent that starts inside the run is decoded straight into the run's pages, mapped
+    // together once (C's LZ4 decompressor maps its output pages the same way). One that began
+    // before the run must have its head decoded too: it goes through `out_buf`, and the run's
+    // part is copied. Readahead grows its window to the end of an extent
+    // (`expand_compressed`), so in a sequential read nearly every extent is decoded in place.
+    let direct = pieces.iter().any(|p| p.source != PieceSource::Fragment && p.ext.logical == run.start + p.off);
+    let mut map = if direct {
+        // SAFETY: `map` is a local of this function, so it is dropped before `run` (a
+        // parameter), and slices of it are used only within one iteration below, where nothing
+        // else writes the run.
+        unsafe { run.ram_map() }
+    } else {
+        None
+    };
     for i in 0..pieces.len() {
         let Some(&Piece { ext, off, n, source }) = pieces.get(i) else { break };
         let lpos = run.start + off;
@@ -850,22 +907,14 @@ fn read_run_compressed(
             continue;
         }
         let pcluster = load_pcluster(&mut batch, info, nid, &pieces, i)?;
+        if let (0, Some(map)) = (skip, map.as_mut()) {
+            decode(&mut decoders, info, nid, &ext, pcluster, map.bytes_mut(off, n)?)?;
+            continue;
+        }
         // At most the extent's length, which `map_compressed` limits to 12 MiB.
         let out_len = usize::try_from(skip + n).map_err(|_| efscorrupted())?;
         let out = grow(&mut out_buf, out_len, false)?;
-        format::decompress_extent_with(&mut decoders, &info.fs, &info.compr, &ext, pcluster, out).map_err(|e| {
-            erofs_err!(
-                "{}: nid {}: cannot decompress the extent at {} (+{}) from the pcluster at {} (+{}): {:?}",
-                BStr(info.opts.fsid.as_bytes()),
-                nid,
-                ext.logical,
-                out_len,
-                ext.physical,
-                ext.plength,
-                e
-            );
-            format_errno(e)
-        })?;
+        decode(&mut decoders, info, nid, &ext, pcluster, out)?;
         let skip = usize::try_from(skip).map_err(|_| efscorrupted())?;
         let part = out.get(skip..).ok_or(efscorrupted())?;
         run.for_each(off, n, |folio, foff, len, done| {
@@ -878,6 +927,7 @@ fn read_run_compressed(
             })
         })?;
     }
+    drop(map);
     // The bytes past EOF read as zeros.
     let end = size.saturating_sub(run.start);
     if end < run.len {
@@ -931,6 +981,8 @@ fn reader_errno(e: kernel::error::Error) -> c_int {
 ///
 /// Only the kernel calls this, with the arguments its C contract describes.
 unsafe extern "C" fn data_readahead(rac: *mut bindings::readahead_control) {
+    // SAFETY: the kernel's readahead request, before any of its folios is taken.
+    unsafe { expand_compressed(rac) };
     let mut run: Option<FolioRun> = None;
     loop {
         // SAFETY: `rac` is the readahead request; each folio comes locked, its reference
@@ -970,6 +1022,54 @@ unsafe extern "C" fn data_readahead(rac: *mut bindings::readahead_control) {
     }
     // SAFETY: drops the submitter's count, which we own.
     unsafe { window_put(w) };
+}
+
+/// At most this many bytes are added to a readahead window by [`expand_compressed`].
+const MAX_EXPAND: u64 = 4 << 20;
+
+/// Grows the readahead window of a compressed file to the end of the extent its last byte
+/// falls in (`z_erofs_pcluster_readmore`), so that the whole extent is decoded once, in place,
+/// and the next window starts at an extent boundary instead of reading and decoding this
+/// extent again from its start. Best effort: if the extent cannot be mapped, ends more than
+/// [`MAX_EXPAND`] bytes further, or the pages after the window are cached already, the window
+/// stays (or grows only) as it can, and the read copes as before.
+///
+/// # Safety
+///
+/// `rac` is a readahead request handed to `readahead`, before any folio of it is taken.
+unsafe fn expand_compressed(rac: *mut bindings::readahead_control) {
+    // SAFETY: the request's mapping is a live file, directory or symlink of a mounted
+    // erofs_rs super block (its folios are being read).
+    let (pos, len, inode) = unsafe {
+        let mapping = ffi::erofs_rs_readahead_mapping(rac);
+        (ffi::erofs_rs_readahead_pos(rac), ffi::erofs_rs_readahead_length(rac), (*mapping).host)
+    };
+    // SAFETY: as above.
+    let (info, Ok(ii)) = (unsafe { (SbInfo::from_sb((*inode).i_sb), inode::info(inode)) }) else {
+        return;
+    };
+    let (Ok(pos), Ok(len)) = (u64::try_from(pos), u64::try_from(len)) else { return };
+    if !ii.raw.datalayout.is_compressed() || len == 0 {
+        return;
+    }
+    let Some(end) = pos.checked_add(len).filter(|&e| e < ii.raw.size) else { return };
+    let (Ok(zi), Ok(meta)) = (ii.zinode(info), info.meta()) else { return };
+    let Ok(ext) =
+        format::map_compressed(&MetaSource(meta), &info.fs, &info.compr, &zi, end - 1, format::ZMapMode::Full)
+    else {
+        return;
+    };
+    // Page granular, and no further than EOF.
+    let Some(ext_end) = ext.logical.checked_add(ext.length) else { return };
+    let Some(want) = ext_end.min(ii.raw.size).checked_next_multiple_of(bindings::PAGE_SIZE as u64) else {
+        return;
+    };
+    if !ext.mapped || want <= end || want - end > MAX_EXPAND {
+        return;
+    }
+    let (Ok(start), Ok(new_len)) = (i64::try_from(pos), usize::try_from(want - pos)) else { return };
+    // SAFETY: the request, as the caller guarantees; the range starts where it does.
+    unsafe { ffi::readahead_expand(rac, start, new_len) };
 }
 
 /// Address space operations of blob page caches (metadata).

@@ -86,6 +86,8 @@ extern "C" {
     pub(crate) fn erofs_rs_kmap_local_folio(folio: *mut bindings::folio, offset: usize)
         -> *mut c_void;
     pub(crate) fn erofs_rs_kunmap_local(addr: *const c_void);
+    /// `folio_page(folio, i)`.
+    pub(crate) fn erofs_rs_folio_page(folio: *mut bindings::folio, i: usize) -> *mut bindings::page;
     pub(crate) fn erofs_rs_read_mapping_folio(
         mapping: *mut bindings::address_space,
         index: usize,
@@ -106,6 +108,10 @@ extern "C" {
     pub(crate) fn erofs_rs_kbuf_read_done(buf: *mut c_void, len: usize);
     pub(crate) fn erofs_rs_readahead_folio(rac: *mut bindings::readahead_control)
         -> *mut bindings::folio;
+    pub(crate) fn erofs_rs_readahead_mapping(rac: *mut bindings::readahead_control)
+        -> *mut bindings::address_space;
+    pub(crate) fn erofs_rs_readahead_pos(rac: *mut bindings::readahead_control) -> i64;
+    pub(crate) fn erofs_rs_readahead_length(rac: *mut bindings::readahead_control) -> usize;
     pub(crate) fn erofs_rs_mapping_set_gfp_kernel(mapping: *mut bindings::address_space);
     pub(crate) fn erofs_rs_mapping_lockdep_shared_only(mapping: *mut bindings::address_space);
     /// `mapping_set_large_folios`: the page cache may use folios larger than a page.
@@ -185,7 +191,14 @@ extern "C" {
     ) -> core::ffi::c_long;
 
     // Exported by the kernel, declared in headers 6.12's bindings do not include (pagemap.h,
-    // lz4.h, xz.h).
+    // vmalloc.h, lz4.h, xz.h).
+    /// Grows a readahead request to `[new_start, new_start + new_len)`, as far as it can (it
+    /// stops at a page already cached or an allocation failure).
+    pub(crate) fn readahead_expand(rac: *mut bindings::readahead_control, new_start: i64, new_len: usize);
+    /// Maps `count` pages contiguously into the kernel's address space; null on failure.
+    pub(crate) fn vm_map_ram(pages: *mut *mut bindings::page, count: c_uint, node: c_int) -> *mut c_void;
+    /// Unmaps what `vm_map_ram` mapped (the same address and count).
+    pub(crate) fn vm_unmap_ram(mem: *const c_void, count: c_uint);
     /// Frees a MicroLZMA decoder state.
     pub(crate) fn xz_dec_microlzma_end(state: *mut c_void);
     pub(crate) fn folio_unlock(folio: *mut bindings::folio);

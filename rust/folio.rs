@@ -5,8 +5,10 @@
 
 use crate::ffi;
 use core::ptr::NonNull;
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
 use kernel::bindings;
 use kernel::error::{code::*, Error, Result};
+use kernel::ffi::c_uint;
 
 /// A locked page-cache folio that `read_folio` must fill and unlock.
 ///
@@ -91,6 +93,15 @@ impl LockedFolio {
         self.for_each_page(off, len, fill)
     }
 
+    /// Appends the folio's pages to `pages`, in order (for [`RamMap`]).
+    pub(crate) fn push_pages(&self, pages: &mut KVec<*mut bindings::page>) -> Result {
+        for i in 0..self.size() / bindings::PAGE_SIZE {
+            // SAFETY: the folio is valid (type invariant) and `i` is below its number of pages.
+            pages.push(unsafe { ffi::erofs_rs_folio_page(self.folio.as_ptr(), i) }, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
     /// Marks the folio up to date when it is unlocked: all of it has been filled.
     pub(crate) fn set_uptodate(&mut self) {
         self.uptodate = true;
@@ -105,6 +116,58 @@ impl Drop for LockedFolio {
         }
         // SAFETY: the folio is locked and we own the lock (type invariant); unlocked once, here.
         unsafe { ffi::folio_unlock(self.folio.as_ptr()) };
+    }
+}
+
+/// Pages mapped contiguously into the kernel's address space with `vm_map_ram` (as C's LZ4
+/// decompressor maps its output pages), so that a decoder that wants one contiguous buffer
+/// writes straight into the page cache. Unmapped on drop.
+///
+/// # Invariants
+///
+/// `addr` is what `vm_map_ram` returned for `count` pages, which the owner of this map holds
+/// (locked page-cache folios) and may write, for as long as it lives.
+pub(crate) struct RamMap {
+    addr: NonNull<u8>,
+    count: c_uint,
+}
+
+impl RamMap {
+    /// Maps `pages`; `None` if `vm_map_ram` cannot (no address space left, no memory): the
+    /// caller then fills the pages some other way.
+    ///
+    /// # Safety
+    ///
+    /// Every entry of `pages` is a page of a locked folio the caller fills, and stays so until
+    /// the returned map is dropped; while it lives, nothing else writes those pages at the same
+    /// time as a slice returned by [`RamMap::bytes_mut`].
+    pub(crate) unsafe fn new(pages: &mut [*mut bindings::page]) -> Option<Self> {
+        let count = c_uint::try_from(pages.len()).ok().filter(|&c| c > 0)?;
+        // SAFETY: `pages` holds `count` valid pages (the caller's guarantee); NUMA_NO_NODE (-1)
+        // lets the allocator pick the node.
+        let addr = unsafe { ffi::vm_map_ram(pages.as_mut_ptr(), count, -1) };
+        // INVARIANT: what vm_map_ram returned for these `count` pages.
+        NonNull::new(addr.cast::<u8>()).map(|addr| Self { addr, count })
+    }
+
+    /// The mapped bytes `[off, off + n)`.
+    pub(crate) fn bytes_mut(&mut self, off: u64, n: u64) -> Result<&mut [u8]> {
+        let total = (self.count as usize).checked_mul(bindings::PAGE_SIZE).ok_or(EINVAL)?;
+        let off = usize::try_from(off).map_err(|_| EINVAL)?;
+        let n = usize::try_from(n).map_err(|_| EINVAL)?;
+        if off.checked_add(n).map_or(true, |end| end > total) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `[off, off + n)` lies inside the `count` mapped pages, which we may write
+        // (type invariant); the `&mut self` borrow keeps this the only slice of the map.
+        Ok(unsafe { core::slice::from_raw_parts_mut(self.addr.as_ptr().add(off), n) })
+    }
+}
+
+impl Drop for RamMap {
+    fn drop(&mut self) {
+        // SAFETY: the address and count vm_map_ram gave us (type invariant), unmapped once.
+        unsafe { ffi::vm_unmap_ram(self.addr.as_ptr().cast(), self.count) };
     }
 }
 

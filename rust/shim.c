@@ -166,6 +166,12 @@ void erofs_rs_kunmap_local(const void *addr)
 	kunmap_local(addr);
 }
 
+/* Page @i of @folio (folio_page()): the pages of a run of folios, for vm_map_ram(). */
+struct page *erofs_rs_folio_page(struct folio *folio, size_t i)
+{
+	return folio_page(folio, i);
+}
+
 /* An up-to-date, unlocked folio with a reference, or an ERR_PTR. */
 struct folio *erofs_rs_read_mapping_folio(struct address_space *mapping,
 					  pgoff_t index)
@@ -316,6 +322,22 @@ void erofs_rs_statfs_fill(struct kstatfs *buf, u64 type, u64 bsize, u64 blocks,
 struct folio *erofs_rs_readahead_folio(struct readahead_control *rac)
 {
 	return readahead_folio(rac);
+}
+
+/* The file a readahead request reads, and the byte range it has not handed out yet. */
+struct address_space *erofs_rs_readahead_mapping(struct readahead_control *rac)
+{
+	return rac->mapping;
+}
+
+loff_t erofs_rs_readahead_pos(struct readahead_control *rac)
+{
+	return readahead_pos(rac);
+}
+
+size_t erofs_rs_readahead_length(struct readahead_control *rac)
+{
+	return readahead_length(rac);
 }
 
 /*

@@ -47,6 +47,7 @@ void erofs_rs_folio_mark_uptodate(struct folio *folio);
 void erofs_rs_folio_put(struct folio *folio);
 void *erofs_rs_kmap_local_folio(struct folio *folio, size_t offset);
 void erofs_rs_kunmap_local(const void *addr);
+struct page *erofs_rs_folio_page(struct folio *folio, size_t i);
 struct folio *erofs_rs_read_mapping_folio(struct address_space *mapping, pgoff_t index);
 void erofs_rs_iter_mapping(struct iov_iter *iter, struct address_space *mapping, loff_t start, size_t count);
 void erofs_rs_mapping_set_gfp_kernel(struct address_space *mapping);
@@ -65,6 +66,9 @@ bool erofs_rs_config_fs_dax(void);
 void erofs_rs_statfs_fill(struct kstatfs *buf, u64 type, u64 bsize, u64 blocks, u64 inos, u64 namelen, const u8 *uuid);
 
 struct folio *erofs_rs_readahead_folio(struct readahead_control *rac);
+struct address_space *erofs_rs_readahead_mapping(struct readahead_control *rac);
+loff_t erofs_rs_readahead_pos(struct readahead_control *rac);
+size_t erofs_rs_readahead_length(struct readahead_control *rac);
 
 struct posix_acl *erofs_rs_get_acl(struct inode *inode, int type, bool rcu);
 extern const struct xattr_handler * const erofs_rs_xattr_handlers[];

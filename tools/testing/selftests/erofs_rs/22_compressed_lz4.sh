@@ -18,6 +18,10 @@
 #     files (for MicroLZMA, treegen.py lzmafit's) built with -zlz4hc -C16384, then recompressed
 #     by ztranscode.py (the same pclusters, the algorithm's configuration record), mounted with
 #     erofs_rs and in-tree erofs: identical trees, and the files read back as their sources;
+#  2b. readahead over compressed extents: a 4 KiB read at four offsets of a file with the page
+#     cache dropped caches, from there on, the readahead window grown to the end of its last
+#     extent: for DEFLATE and Zstandard the same pages as in-tree erofs, for LZ4 in-tree erofs's
+#     window (which it does not grow for LZ4) grown to the extent's end from dump.erofs;
 #  3. a whole-file fragment (patched in: mkfs.erofs 1.5 cannot write fragments) read from the
 #     packed inode, by erofs_rs and in-tree erofs;
 #  4. corrupted compressed files (lcluster indexes, LZ4, DEFLATE, Zstandard and MicroLZMA
@@ -259,6 +263,37 @@ for img in z_lz4 z_big; do
   done
   log "$img: a cold read of z/text ($(stat -c %s "$t/z/text") bytes): ${n[0]:-?} READ requests with erofs_rs, ${n[1]:-?} with in-tree erofs"
   check "$img: erofs_rs needs at most twice the READ requests of in-tree erofs" test "${n[0]:-999}" -le $(( 2 * ${n[1]:-0} + 2 ))
+done
+
+# --- readahead over compressed extents: a 4 KiB read starts a readahead window there, and
+# erofs_rs grows it to the end of the extent its last byte falls in (expand_compressed), as
+# in-tree erofs does for DEFLATE, Zstandard and MicroLZMA (z_erofs_pcluster_readmore; for LZ4 its
+# map stops at the end of the lcluster, so it keeps the VM's window). The pages cached from the
+# read's page on: DEFLATE and Zstandard the same as in-tree erofs; LZ4 in-tree erofs's window
+# grown to the extent's end (the extents from dump.erofs). The images are in the cache by now.
+ra_offsets=(0 65536 200704 401408)
+for img in z_lz4 z_big z_deflate z_zstd; do
+  f=z/text; [ "$img" = z_deflate ] || [ "$img" = z_zstd ] && f=text
+  for fstype in erofs_rs erofs; do
+    mount_fs "$fstype" "fsid=$img" "$W/ra" || { fail "$img: $fstype mount failed"; continue; }
+    $PY "$SELFTEST_DIR/fsops.py" residency "$W/ra/$f" "${ra_offsets[@]}" \
+      > "$W/ra-$img-$fstype.txt" 2>&1 || fail "$img: $fstype: residency: $(tail -n 2 "$W/ra-$img-$fstype.txt")"
+    umount_fs "$W/ra" || fail "$img: umount $fstype"
+  done
+  want=$W/ra-$img-erofs.txt
+  case $img in
+    z_lz4|z_big)
+      dump.erofs --path="/$f" -e "$B/$img" > "$W/ra-$img.extents" 2>&1 || fail "$img: dump.erofs failed"
+      want=$W/ra-$img-want.txt
+      $PY "$SELFTEST_DIR/fsops.py" residency-expanded "$W/ra-$img.extents" "$(stat -c %s "$t/$f")" \
+        < "$W/ra-$img-erofs.txt" > "$want" 2>&1 || fail "$img: $(tail -n 2 "$want")" ;;
+  esac
+  if diff -u "$want" "$W/ra-$img-erofs_rs.txt" > "$W/ra-$img.diff"; then
+    log "ok: $img: the pages readahead cached are the window grown to its last extent's end (offset: pages from there): $(paste -sd';' "$W/ra-$img-erofs_rs.txt"); in-tree erofs: $(paste -sd';' "$W/ra-$img-erofs.txt")"
+  else
+    fail "$img: readahead cached other pages than expected (- expected, + erofs_rs; in-tree erofs: $(paste -sd';' "$W/ra-$img-erofs.txt")):"
+    sed 's/^/#   /' "$W/ra-$img.diff"
+  fi
 done
 
 # --- fragments (mkfs.erofs 1.5 cannot write them): a compressed file patched into a whole-file

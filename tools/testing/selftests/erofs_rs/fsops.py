@@ -19,6 +19,21 @@ usage: fsops.py mount MOUNT...
     the same, but the filesystems stay mounted.
 usage: fsops.py umount MOUNTPOINT...
     umount(2) each; one line per mount point, "ok" or the errno name.
+usage: fsops.py residency FILE OFFSET...
+    For each OFFSET (a multiple of 4096): drop FILE's page cache (POSIX_FADV_DONTNEED), read
+    4 KiB at OFFSET (which starts a readahead window there), then print which pages from
+    OFFSET's on are cached (mincore(2) of a mapping of the file):
+        OFFSET: FIRST-LAST[ FIRST-LAST...]
+    page ranges relative to OFFSET's page, or "none". What readahead brought in, so
+    filesystems can be compared; the pages before OFFSET are left out (in-tree erofs also fills
+    the uncached head of an extent that began before the window).
+usage: fsops.py residency-expanded EXTENTS SIZE < RESIDENCY
+    RESIDENCY: residency's lines for in-tree erofs, each one range 0-K (the readahead window);
+    EXTENTS: dump.erofs -e's extent list of the file, SIZE its size. Prints the lines erofs_rs
+    must give: each window grown to the end of the extent its last byte falls in (rounded up to
+    a page, at most EOF), as expand_compressed does. In-tree erofs grows it so for DEFLATE,
+    Zstandard and MicroLZMA (the line stays as it is), not for LZ4 (where its map stops at the
+    end of the lcluster, so the window stays as the VM made it).
 """
 import ctypes
 import errno
@@ -28,6 +43,12 @@ import sys
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+PAGE = 4096
 
 
 def mount(fstype, opts, target):
@@ -94,6 +115,66 @@ def umounts(mnts):
             print(ename(ctypes.get_errno()), flush=True)
 
 
+def cached_pages(fd, size):
+    """The page numbers of the file behind fd that are in the page cache (mincore(2))."""
+    addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED: nothing is faulted in
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap: " + os.strerror(ctypes.get_errno()))
+    try:
+        vec = ctypes.create_string_buffer((size + PAGE - 1) // PAGE)
+        if libc.mincore(addr, size, vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore: " + os.strerror(ctypes.get_errno()))
+        return [i for i, b in enumerate(vec.raw) if b & 1]
+    finally:
+        libc.munmap(addr, size)
+
+
+def residency(path, offsets):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        for off in offsets:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            if len(os.pread(fd, PAGE, off)) == 0:
+                raise SystemExit("%s: nothing read at %d" % (path, off))
+            first = off // PAGE
+            pages = [p - first for p in cached_pages(fd, size) if p >= first]
+            runs, start = [], None
+            for i, p in enumerate(pages):
+                if start is None:
+                    start = p
+                if i + 1 == len(pages) or pages[i + 1] != p + 1:
+                    runs.append("%d-%d" % (start, p))
+                    start = None
+            print("%d: %s" % (off, " ".join(runs) or "none"), flush=True)
+    finally:
+        os.close(fd)
+
+
+def residency_expanded(extents_path, size):
+    import re
+    ext = []
+    with open(extents_path) as f:
+        for line in f:
+            m = re.match(r"\s*\d+:\s*(\d+)\.\.\s*(\d+)\s*\|", line)
+            if m:
+                ext.append((int(m.group(1)), int(m.group(2))))
+    if not ext:
+        raise SystemExit("%s: no extents" % extents_path)
+    for line in sys.stdin:
+        m = re.fullmatch(r"(\d+): 0-(\d+)\s*", line)
+        if not m:
+            raise SystemExit("not a one-window residency line: %r" % line)
+        off, k = int(m.group(1)), int(m.group(2))
+        last = off + (k + 1) * PAGE - 1
+        for lo, hi in ext:
+            if lo <= last < hi:
+                end = (min(hi, size) + PAGE - 1) // PAGE - 1 - off // PAGE
+                k = max(k, end)
+                break
+        print("%d: 0-%d" % (off, k))
+
+
 def main():
     if len(sys.argv) >= 5 and sys.argv[1] == "cycles":
         cycles(sys.argv[2], sys.argv[3].split(","), sys.argv[4:])
@@ -101,6 +182,10 @@ def main():
         mount_errnos(sys.argv[2:], sys.argv[1] == "mount")
     elif len(sys.argv) >= 3 and sys.argv[1] == "umount":
         umounts(sys.argv[2:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "residency":
+        residency(sys.argv[2], [int(x) for x in sys.argv[3:]])
+    elif len(sys.argv) == 4 and sys.argv[1] == "residency-expanded":
+        residency_expanded(sys.argv[2], int(sys.argv[3]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
