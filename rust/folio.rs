@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Folios: the locked folio handed to `read_folio` (unlocked exactly once, on drop) and
-//! up-to-date folios read through a mapping's page cache (put on drop).
+//! Folios: the locked folio handed to `read_folio` (unlocked exactly once, on drop),
+//! up-to-date folios read through a mapping's page cache (put on drop), and locked folios'
+//! pages mapped contiguously for a decoder (`RamMap`, unmapped on drop).
 
 use crate::ffi;
 use core::ptr::NonNull;
