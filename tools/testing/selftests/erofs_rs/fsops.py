@@ -27,17 +27,18 @@ usage: fsops.py residency FILE OFFSET...
     page ranges relative to OFFSET's page, or "none". What readahead brought in, so
     filesystems can be compared; the pages before OFFSET are left out (in-tree erofs also fills
     the uncached head of an extent that began before the window).
-usage: fsops.py residency-expanded EXTENTS SIZE < RESIDENCY
+usage: fsops.py residency-expanded IMAGE PATH < RESIDENCY
     RESIDENCY: residency's lines for in-tree erofs, each one range 0-K (the readahead window);
-    EXTENTS: dump.erofs -e's extent list of the file, SIZE its size. Prints the lines erofs_rs
-    must give: each window grown to the end of the extent its last byte falls in (rounded up to
-    a page, at most EOF), as expand_compressed does. In-tree erofs grows it so for DEFLATE,
-    Zstandard and MicroLZMA (the line stays as it is), not for LZ4 (where its map stops at the
-    end of the lcluster, so the window stays as the VM made it).
+    IMAGE and PATH: the image and the file (relative to its root), whose extents dump.erofs -e
+    lists. Prints the lines erofs_rs must give: each window grown to the end of the extent its
+    last byte falls in (rounded up to a page), as expand_compressed does. In-tree erofs grows it
+    so for DEFLATE, Zstandard and MicroLZMA (the line stays as it is), not for LZ4 (where its map
+    stops at the end of the lcluster, so the window stays as the VM made it).
 """
 import ctypes
 import errno
 import os
+import re
 import sys
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -151,26 +152,22 @@ def residency(path, offsets):
         os.close(fd)
 
 
-def residency_expanded(extents_path, size):
-    import re
-    ext = []
-    with open(extents_path) as f:
-        for line in f:
-            m = re.match(r"\s*\d+:\s*(\d+)\.\.\s*(\d+)\s*\|", line)
-            if m:
-                ext.append((int(m.group(1)), int(m.group(2))))
+def residency_expanded(image, rel):
+    # dump.erofs's extent list, parsed as ztranscode.py does (the last extent ends at EOF)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from ztranscode import extents
+    ext = extents(image, rel)[2]
     if not ext:
-        raise SystemExit("%s: no extents" % extents_path)
+        raise SystemExit("%s: /%s: no extents" % (image, rel))
     for line in sys.stdin:
         m = re.fullmatch(r"(\d+): 0-(\d+)\s*", line)
         if not m:
             raise SystemExit("not a one-window residency line: %r" % line)
         off, k = int(m.group(1)), int(m.group(2))
         last = off + (k + 1) * PAGE - 1
-        for lo, hi in ext:
+        for lo, hi, _, _ in ext:
             if lo <= last < hi:
-                end = (min(hi, size) + PAGE - 1) // PAGE - 1 - off // PAGE
-                k = max(k, end)
+                k = max(k, (hi + PAGE - 1) // PAGE - 1 - off // PAGE)
                 break
         print("%d: 0-%d" % (off, k))
 
@@ -185,7 +182,7 @@ def main():
     elif len(sys.argv) >= 4 and sys.argv[1] == "residency":
         residency(sys.argv[2], [int(x) for x in sys.argv[3:]])
     elif len(sys.argv) == 4 and sys.argv[1] == "residency-expanded":
-        residency_expanded(sys.argv[2], int(sys.argv[3]))
+        residency_expanded(sys.argv[2], sys.argv[3].lstrip("/"))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
