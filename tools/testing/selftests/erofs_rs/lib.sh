@@ -5,6 +5,12 @@
 
 set -u
 SELFTEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# In a tools/vm/run guest, read the repository through the guest's cached view of the host's
+# root (guest-wrapper): the helpers, the daemon, the module and the prebuilt fixtures, each
+# opened or executed hundreds of times, cost a round trip to the host per read otherwise.
+if [ -n "${EROFS_RS_HOST_ROOT:-}" ] && [ -f "$EROFS_RS_HOST_ROOT$SELFTEST_DIR/lib.sh" ]; then
+  SELFTEST_DIR=$EROFS_RS_HOST_ROOT$SELFTEST_DIR
+fi
 REPO=$(cd "$SELFTEST_DIR/../../../.." && pwd)
 MODULE="$REPO/erofs_rs.ko"
 DAEMON=${EROFS_RS_DAEMON:-$REPO/tools/ondemandd/target/release/erofs-ondemandd}
@@ -228,6 +234,7 @@ prebuilt_key() {
 }
 prebuilt() {  # prebuilt NAME KEY_WORDS...
   local d=${EROFS_RS_PREBUILT:-}/$1; shift
+  [ -n "${EROFS_RS_HOST_ROOT:-}" ] && [ -d "$EROFS_RS_HOST_ROOT$d" ] && d=$EROFS_RS_HOST_ROOT$d
   [ -n "${EROFS_RS_PREBUILT:-}" ] && [ -f "$d/stamp" ] && [ "$(cat "$d/stamp")" = "$(prebuilt_key "$@")" ] \
     && echo "$d"
 }
