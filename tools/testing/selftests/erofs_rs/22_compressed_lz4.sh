@@ -108,7 +108,7 @@ t="$F/tree"
 
 # The split image: the daemon will copy every other 4 KiB block (odd block numbers) into the
 # cache after the blob's OPEN; demand READs (--window 0) then fetch exactly the missing blocks.
-split_size=$(stat -c %s "$B/zsplit")
+split_size=$(stat -L -c %s "$B/zsplit")
 prefetch=()
 for ((o = 4096; o < split_size; o += 8192)); do prefetch+=(--prefetch "zsplit:$o:4096"); done
 # EROFS_RS_SPLIT_REFERENCE=1: also read a copy of the split image with in-tree erofs, and log
