@@ -30,34 +30,69 @@ FIRST=${EROFS_RS_MUTANT_FIRST:-0}
 MAX_READS=${EROFS_RS_MAX_READS:-2000}
 BATCH=100        # mutants per cache: each leaves up to ~2.5 MB of cache files behind
 UUID=6a6f7e15-1c9d-4d5e-9f3e-0123456789ab
+# The bases, deterministic: same seed and index, same mutant, run after run; the same trees and
+# images on the host (--prebuild) and in the guest.
+umask 022
+
+# trees DIR: the source trees DIR/tree and DIR/ltree
+trees() {
+  $PY "$SELFTEST_DIR/mutate.py" tree "$1/tree" || die "cannot write the source tree"
+  $PY "$SELFTEST_DIR/treegen.py" lzmafit "$1/ltree" || die "cannot write the MicroLZMA tree"
+}
+# bases DIR STAGE BLOBS CRAFTED: the six base images of DIR's trees into BLOBS (written in STAGE
+# first), the crafted image's blobs too, its expected manifest into CRAFTED
+bases() {
+  local t=$1/tree l=$1/ltree S=$2 B=$3
+  mkdir -p "$S" "$B"
+  mkfs.erofs --quiet -T1700000000 -U$UUID --chunksize=65536 --blobdev="$S/blob1" \
+    -Eforce-chunk-indexes "$S/chunk" "$t" >"$W/mkfs.log" 2>&1 \
+    || { cat "$W/mkfs.log"; die "mkfs.erofs (chunk) failed"; }
+  mkfs.erofs --quiet -T1700000000 -U$UUID "$S/flat" "$t" >"$W/mkfs.log" 2>&1 \
+    || { cat "$W/mkfs.log"; die "mkfs.erofs (flat) failed"; }
+  mkfs.erofs --quiet -T1700000000 -U$UUID -zlz4hc -C16384 "$S/zlz4" "$t" \
+    >"$W/mkfs.log" 2>&1 || { cat "$W/mkfs.log"; die "mkfs.erofs (zlz4) failed"; }
+  cp "$S/zlz4" "$S/zzstd"
+  $PY "$SELFTEST_DIR/ztranscode.py" "$S/zzstd" "$t" zstd >"$W/ztranscode.log" 2>&1 \
+    || { cat "$W/ztranscode.log"; die "ztranscode.py (zzstd) failed"; }
+  mkfs.erofs --quiet -T1700000000 -U$UUID -zlz4hc -C16384 "$S/zlzma" "$l" \
+    >"$W/mkfs.log" 2>&1 || { cat "$W/mkfs.log"; die "mkfs.erofs (zlzma) failed"; }
+  $PY "$SELFTEST_DIR/ztranscode.py" "$S/zlzma" "$l" lzma >>"$W/ztranscode.log" 2>&1 \
+    || { cat "$W/ztranscode.log"; die "ztranscode.py (zlzma) failed"; }
+  mv "$S/chunk" "$S/blob1" "$S/flat" "$S/zlz4" "$S/zzstd" "$S/zlzma" "$B/"
+  $PY "$SELFTEST_DIR/mkimg.py" "$4" >/dev/null || die "mkimg.py failed"
+  mv "$4/meta" "$B/crafted"
+  mv "$4/blob_a" "$4/blob_b" "$4/blob_c" "$B/"
+}
+
+if [ "${1:-}" = --prebuild ]; then
+  D=${2:?usage: $0 --prebuild DIR}
+  rm -rf "$D"; mkdir -p "$D" || exit 1
+  W=$D
+  trees "$D"
+  bases "$D" "$D/build" "$D/blobs" "$D/crafted"
+  rm -rf "$D/tree" "$D/ltree" "$D/build"
+  prebuilt_key > "$D/stamp"
+  exit 0
+fi
+
 setup_work
 load_module
 setup_cache 512M
-
-# The bases, deterministic: same seed and index, same mutant, run after run.
-$PY "$SELFTEST_DIR/mutate.py" tree "$W/tree" || die "cannot write the source tree"
+# The trees are built here even with prebuilt images (seconds): the unmodified bases are
+# compared with them, so images built on the host must equal what this guest would build.
+# The images take half a minute here (ztranscode.py's recompression), seconds on the host.
+trees "$W"
 B=$W/blobs
-mkdir -p "$B" "$W/cachefs/build"
-mkfs.erofs --quiet -T1700000000 -U$UUID --chunksize=65536 --blobdev="$W/cachefs/build/blob1" \
-  -Eforce-chunk-indexes "$W/cachefs/build/chunk" "$W/tree" >"$W/mkfs.log" 2>&1 \
-  || { cat "$W/mkfs.log"; die "mkfs.erofs (chunk) failed"; }
-mkfs.erofs --quiet -T1700000000 -U$UUID "$W/cachefs/build/flat" "$W/tree" >"$W/mkfs.log" 2>&1 \
-  || { cat "$W/mkfs.log"; die "mkfs.erofs (flat) failed"; }
-mkfs.erofs --quiet -T1700000000 -U$UUID -zlz4hc -C16384 "$W/cachefs/build/zlz4" "$W/tree" \
-  >"$W/mkfs.log" 2>&1 || { cat "$W/mkfs.log"; die "mkfs.erofs (zlz4) failed"; }
-cp "$W/cachefs/build/zlz4" "$W/cachefs/build/zzstd"
-$PY "$SELFTEST_DIR/ztranscode.py" "$W/cachefs/build/zzstd" "$W/tree" zstd >"$W/ztranscode.log" 2>&1 \
-  || { cat "$W/ztranscode.log"; die "ztranscode.py (zzstd) failed"; }
-$PY "$SELFTEST_DIR/treegen.py" lzmafit "$W/ltree" || die "cannot write the MicroLZMA tree"
-mkfs.erofs --quiet -T1700000000 -U$UUID -zlz4hc -C16384 "$W/cachefs/build/zlzma" "$W/ltree" \
-  >"$W/mkfs.log" 2>&1 || { cat "$W/mkfs.log"; die "mkfs.erofs (zlzma) failed"; }
-$PY "$SELFTEST_DIR/ztranscode.py" "$W/cachefs/build/zlzma" "$W/ltree" lzma >>"$W/ztranscode.log" 2>&1 \
-  || { cat "$W/ztranscode.log"; die "ztranscode.py (zlzma) failed"; }
-mv "$W/cachefs/build/chunk" "$W/cachefs/build/blob1" "$W/cachefs/build/flat" "$W/cachefs/build/zlz4" \
-  "$W/cachefs/build/zzstd" "$W/cachefs/build/zlzma" "$B/"
-$PY "$SELFTEST_DIR/mkimg.py" "$W/crafted" >/dev/null || die "mkimg.py failed"
-mv "$W/crafted/meta" "$B/crafted"
-mv "$W/crafted/blob_a" "$W/crafted/blob_b" "$W/crafted/blob_c" "$B/"
+if P=$(prebuilt 12_mutant_images); then
+  # Linked, not copied (see 07); the mutants are new files beside them.
+  mkdir -p "$B"
+  ln -s "$P"/blobs/* "$B/" || die "cannot link the prebuilt images from $P"
+  crafted_expected=$P/crafted/expected
+  log "base images prebuilt on the host ($P)"
+else
+  bases "$W" "$W/cachefs/build" "$B" "$W/crafted"
+  crafted_expected=$W/crafted/expected
+fi
 log "bases: $(cd "$B" && sha256sum chunk flat crafted zlz4 zzstd zlzma | awk '{ printf "%s %.12s  ", $2, $1 }')"
 
 # Regression cases: mutants that found bugs, as explicit edits ("NAME BASE OFFSET:FORMAT:VALUE...",
@@ -66,7 +101,7 @@ CASES=(
 )
 args=(--seed "$SEED" --blobs "$B" --mnt "$W/mnt" --stats "$W/stats" --max-reads "$MAX_READS"
       --base "chunk=$B/chunk:device=blob1:$W/tree" --base "flat=$B/flat::$W/tree"
-      --base "crafted=$B/crafted::$W/crafted/expected" --base "zlz4=$B/zlz4::$W/tree"
+      --base "crafted=$B/crafted::$crafted_expected" --base "zlz4=$B/zlz4::$W/tree"
       --base "zzstd=$B/zzstd::$W/tree" --base "zlzma=$B/zlzma::$W/ltree")
 # run_batch FIRST COUNT [extra args]: one walker process for a batch, over a fresh cache
 run_batch() {

@@ -4,7 +4,11 @@
 # Tests print diagnostics on stdout and exit 0 (pass), 1 (fail) or 4 (skip), as kselftests do.
 
 set -u
-SELFTEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Under TCG in the test VM every exec costs 100 to 300 ms of guest CPU (dynamic loading and page
+# faults under KASAN and lockdep): the helpers below use bash itself where they can.
+_lib_dir=${BASH_SOURCE[0]%/*}
+[ "$_lib_dir" != "${BASH_SOURCE[0]}" ] || _lib_dir=.
+SELFTEST_DIR=$(cd "$_lib_dir" && pwd)
 # In a tools/vm/run guest, read the repository through the guest's cached view of the host's
 # root (guest-wrapper): the helpers, the daemon, the module and the prebuilt fixtures, each
 # opened or executed hundreds of times, cost a round trip to the host per read otherwise.
@@ -12,6 +16,14 @@ if [ -n "${EROFS_RS_HOST_ROOT:-}" ] && [ -f "$EROFS_RS_HOST_ROOT$SELFTEST_DIR/li
   SELFTEST_DIR=$EROFS_RS_HOST_ROOT$SELFTEST_DIR
 fi
 REPO=$(cd "$SELFTEST_DIR/../../../.." && pwd)
+# mkdir, ln, rm, rmdir and mktemp as builtins when Debian's bash-builtins is installed (make
+# check installs it): the tests run them hundreds of times, and the loadable versions take the
+# options used here (mkdir -p, ln -s, rm -f/-rf, mktemp -d). Without the package the tests run
+# the usual commands.
+for _b in mkdir ln rm rmdir mktemp; do
+  [ -f "/usr/lib/bash/$_b" ] && enable -f "/usr/lib/bash/$_b" "$_b" 2>/dev/null
+done
+unset _b _lib_dir
 MODULE="$REPO/erofs_rs.ko"
 DAEMON=${EROFS_RS_DAEMON:-$REPO/tools/ondemandd/target/release/erofs-ondemandd}
 # The system Python, isolated: in the guest, `python3` on PATH may be a pyenv shim that costs
@@ -35,44 +47,57 @@ skip() { echo "# SKIP: $*"; exit $KSFT_SKIP; }
 check() { local what=$1; shift; if "$@"; then log "ok: $what"; else fail "$what"; return 1; fi; }
 finish() { [ "$FAILED" = 0 ] && exit $KSFT_PASS || exit $KSFT_FAIL; }
 
-require_root() { [ "$(id -u)" = 0 ] || skip "needs root (run it through tools/vm/run)"; }
+require_root() { [ "$EUID" = 0 ] || skip "needs root (run it through tools/vm/run)"; }
 
 # A scratch directory on tmpfs, cleaned up at exit with everything mounted below it.
 setup_work() {
   require_root
-  if ! touch /tmp/.erofs_rs_probe 2>/dev/null; then mount -t tmpfs tmpfs /tmp; fi
-  rm -f /tmp/.erofs_rs_probe
+  [ -w /tmp ] || mount -t tmpfs tmpfs /tmp
   W=$(mktemp -d /tmp/erofs_rs_test.XXXXXX)
   # A tmpfs of its own: xattrs and ACLs for test trees, nothing left behind.
   mount -t tmpfs -o size=1G tmpfs "$W" || die "cannot mount a tmpfs on $W"
   trap cleanup EXIT
 }
 
+# Unmounts what the test left mounted below $W (the filesystems under test first, newest
+# first, then, with the daemon stopped, the cache filesystem and $W itself), found in
+# /proc/self/mounts: one umount(8) for each step, not one per mount the test ever made.
 cleanup() {
-  local m
-  for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null; done
+  [ -n "$W" ] || { stop_daemon; return; }
+  local dev mp rest left=()
+  while read -r dev mp rest; do
+    case $mp in "$W"|"$W"/cachefs) ;; "$W"/*) left=("$mp" "${left[@]}") ;; esac
+  done < /proc/self/mounts
+  [ ${#left[@]} = 0 ] || umount "${left[@]}" 2>/dev/null
   stop_daemon
-  if mountpoint -q "$W/cachefs" 2>/dev/null; then umount "$W/cachefs"; fi
-  if [ -n "$W" ]; then umount "$W" 2>/dev/null; rm -rf "$W"; fi
+  umount -R "$W" 2>/dev/null
+  rm -rf "$W"
 }
 
 kmsg() { echo "erofs_rs-selftest: $*" > /dev/kmsg 2>/dev/null || true; }
 
+# has_fs TYPE: TYPE is registered (/proc/filesystems)
+has_fs() {
+  local a b
+  while read -r a b; do [ "${b:-$a}" = "$1" ] && return 0; done < /proc/filesystems
+  return 1
+}
+
 load_module() {
-  if ! grep -qw erofs_rs /proc/filesystems; then
+  if ! has_fs erofs_rs; then
     [ -f "$MODULE" ] || die "$MODULE is missing: build it with 'make'"
     insmod "$MODULE" || die "insmod $MODULE failed"
   fi
 }
 
 load_reference() {
-  grep -qw erofs /proc/filesystems || modprobe erofs || die "cannot load in-tree erofs (modprobe erofs)"
+  has_fs erofs || modprobe erofs || die "cannot load in-tree erofs (modprobe erofs)"
 }
 
 # The cachefiles cache directory: ext4 on a loop file (cachefiles refuses tmpfs).
 setup_cache() {
-  truncate -s "${1:-256M}" "$W/cache.img"
-  mkfs.ext4 -q -F "$W/cache.img" || die "mkfs.ext4 failed"
+  : > "$W/cache.img"  # (mke2fs grows it to the size given, and says so if it had to create it)
+  mkfs.ext4 -q -F "$W/cache.img" "${1:-256M}" || die "mkfs.ext4 failed"
   mkdir -p "$W/cachefs"
   mount -o loop "$W/cache.img" "$W/cachefs" || die "cannot mount the cache filesystem"
   mkdir -p "$W/cachefs/cache"
@@ -163,7 +188,7 @@ stat_value() {
   return 0
 }
 
-# mount_fs TYPE OPTIONS DIR: mount with a time limit; records DIR for cleanup.
+# mount_fs TYPE OPTIONS DIR: mount with a time limit; records DIR in MOUNTS.
 mount_fs() {
   mkdir -p "$3"
   timeout 120 mount -t "$1" -o "$2" none "$3" || return 1
@@ -224,12 +249,13 @@ mkfs_erofs() {
 # `TEST.sh --prebuild DIR` for the tests that support it: they build their trees and images into
 # DIR and write DIR/stamp last. In the guest, `prebuilt NAME` (EROFS_RS_PREBUILT set by
 # tools/check) prints that directory if its stamp matches what the fixture depends on now
-# (prebuilt_key: the test script, lib.sh, treegen.py, ztranscode.py, erofs_poke.py, the
-# mkfs.erofs binary, the extra words given); otherwise the test builds everything itself, as
-# when it is run alone.
+# (prebuilt_key: the test script, lib.sh, treegen.py, ztranscode.py, erofs_poke.py, mutate.py,
+# mkimg.py, the mkfs.erofs binary, the extra words given); otherwise the test builds everything
+# itself, as when it is run alone.
 prebuilt_key() {
   { cat "$SELFTEST_DIR/lib.sh" "$SELFTEST_DIR/treegen.py" "$SELFTEST_DIR/ztranscode.py" \
-      "$SELFTEST_DIR/erofs_poke.py" "$0" "$(command -v mkfs.erofs)"; echo "$*"; } \
+      "$SELFTEST_DIR/erofs_poke.py" "$SELFTEST_DIR/mutate.py" "$SELFTEST_DIR/mkimg.py" "$0" \
+      "$(command -v mkfs.erofs)"; echo "$*"; } \
     | sha256sum | cut -c1-32
 }
 prebuilt() {  # prebuilt NAME KEY_WORDS...

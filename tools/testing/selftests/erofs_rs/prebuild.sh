@@ -16,11 +16,11 @@ fi
 command -v mkfs.erofs >/dev/null || { echo "prebuild: no mkfs.erofs"; exit 0; }
 mkdir -p "$out"
 rc=0
-for t in 07_corpus_layouts 22_compressed_lz4; do
+for t in 07_corpus_layouts 11_crafted_layouts 12_mutant_images 22_compressed_lz4; do
   # Only a test that handles --prebuild may be run here (any other would run for real).
   grep -q '^if \[ "${1:-}" = --prebuild \]' "$here/$t.sh" || continue
   start=$SECONDS
-  if "$here/$t.sh" --prebuild "$out/$t.new" > "$out/$t.log" 2>&1; then
+  if bash "$here/$t.sh" --prebuild "$out/$t.new" > "$out/$t.log" 2>&1; then
     rm -rf "$out/$t" && mv "$out/$t.new" "$out/$t"
     echo "prebuild: $t in $((SECONDS - start)) s"
   else
