@@ -40,29 +40,29 @@ def stat_fields(path):
 EMPTY_SHA256 = hashlib.sha256().hexdigest()
 
 
-def entry_line(root, path, dtype):
-    st = os.lstat(path)
-    # (relpath is a third of the walk's Python time; paths come from scandir under root)
-    rel = path[len(root) + 1:] if path != root else "."
+def entry_line(rel, name, dtype):
+    """The manifest line of entry `name` (relative to the current directory; see manifest)
+    whose path in the tree is `rel`."""
+    st = os.lstat(name)
     fields = [rel, "dtype=" + dtype, "mode=%o" % st.st_mode, "uid=%d" % st.st_uid,
               "gid=%d" % st.st_gid, "size=%d" % st.st_size, "nlink=%d" % st.st_nlink,
               "mtime=%d" % st.st_mtime_ns, "rdev=%d" % st.st_rdev]
     if stat.S_ISLNK(st.st_mode):
-        fields.append("target=" + os.readlink(path))
+        fields.append("target=" + os.readlink(name))
     elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
         # nothing to read (open/read/close per entry would be most of the syscalls of a large
         # directory of empty files, each costly under TCG with the debug kernel)
         fields.append("sha256=" + EMPTY_SHA256)
     elif stat.S_ISREG(st.st_mode):
         h = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open(name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         fields.append("sha256=" + h.hexdigest())
-    fields.append("xattrs=" + xattrs(path))
+    fields.append("xattrs=" + xattrs(name))
     if stat.S_ISDIR(st.st_mode):
         # readdir order (erofs returns names sorted as on disk) and d_types, hashed
-        with os.scandir(path) as it:
+        with os.scandir(name) as it:
             order = [e.name + ":" + dtype_of(e) for e in it]
         fields.append("readdir=%d:%s" % (len(order), hashlib.sha256("/".join(order).encode()).hexdigest()[:16]))
     return " ".join(fields)
@@ -79,16 +79,29 @@ def dtype_of(entry):
 
 
 def manifest(root, out=sys.stdout):
-    root = os.path.normpath(root)
-    lines = [entry_line(root, root, "dir")]
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                lines.append(entry_line(root, e.path, dtype_of(e)))
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
+    """Walks root from inside each directory: every entry's lstat, readlink, open and listxattr
+    name it relative to its directory (one path component), not from root. Under TCG with the
+    debug kernel a lookup per path component is a good part of each call (measured on tmpfs:
+    lstat 0.41 ms with six components, 0.25 ms with one), and a large directory is thousands of
+    calls."""
+    root = os.path.abspath(root)
+    home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.chdir(root)
+        lines = [entry_line(".", ".", "dir")]
+        stack = [""]  # directories to list, relative to root ("" is root)
+        while stack:
+            d = stack.pop()
+            os.chdir(os.path.join(root, d) if d else root)
+            with os.scandir(".") as it:
+                for e in it:
+                    rel = d + "/" + e.name if d else e.name
+                    lines.append(entry_line(rel, e.name, dtype_of(e)))
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(rel)
+    finally:
+        os.fchdir(home)
+        os.close(home)
     for line in sorted(lines):
         print(line, file=out)
 
