@@ -22,6 +22,8 @@
 # EROFS_RS_MUTANTS (default 30), EROFS_RS_MUTANT_SEED (default 1), EROFS_RS_MUTANT_ONLY=I (just
 # mutant I; EROFS_RS_MUTANT_FIRST=I: mutants I..N-1, without the unmodified bases), EROFS_RS_MAX_READS
 # (default 2000). `make fuzz-vm N=... SEED=...` runs more.
+#   --prebuild DIR: (on the host, by prebuild.sh) the six base images into DIR only; the test
+#   links them when EROFS_RS_PREBUILT names DIR's parent (it still writes the source trees).
 . "$(dirname "$0")/lib.sh"
 N=${EROFS_RS_MUTANTS:-30}
 SEED=${EROFS_RS_MUTANT_SEED:-1}
