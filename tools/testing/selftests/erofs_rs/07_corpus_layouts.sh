@@ -88,7 +88,7 @@ log "${#NAMES[@]} images built"
 
 # Mount everything with both filesystems, walk all mounts with one process, compare.
 kmsg corpus
-specs=() walk=()
+specs=() walk=() MOUNTED=()
 for name in "${NAMES[@]}"; do
   specs+=("erofs_rs|fsid=$name${OPTS[$name]}|$W/rs/$name" "erofs|fsid=${name}_ref${OPTS[$name]}|$W/ref/$name")
 done
@@ -98,7 +98,7 @@ i=0
 for name in "${NAMES[@]}"; do
   for side in rs ref; do
     r=${got[i]:-"no answer"}; i=$((i + 1))
-    if [ "$r" = ok ]; then MOUNTS+=("$W/$side/$name"); else fail "$name: mount ($side) failed: $r"; fi
+    if [ "$r" = ok ]; then MOUNTED+=("$W/$side/$name"); else fail "$name: mount ($side) failed: $r"; fi
   done
   [ "${got[i - 2]:-}" = ok ] && [ "${got[i - 1]:-}" = ok ] &&
     walk+=("$W/rs/$name" "$W/rs-$name.manifest" "$W/ref/$name" "$W/ref-$name.manifest")
@@ -117,11 +117,10 @@ for name in "${NAMES[@]}"; do
     fail "$name: trees differ (- erofs, + erofs_rs):"; sed 's/^/#   /' "$W/$name.diff" | head -n 40
   fi
 done
-mapfile -t got < <(timeout 600 $PY "$SELFTEST_DIR/fsops.py" umount "${MOUNTS[@]}")
-for ((i = 0; i < ${#MOUNTS[@]}; i++)); do
-  [ "${got[i]:-}" = ok ] || fail "umount ${MOUNTS[i]}: ${got[i]:-no answer}"
+mapfile -t got < <(timeout 600 $PY "$SELFTEST_DIR/fsops.py" umount "${MOUNTED[@]}")
+for ((i = 0; i < ${#MOUNTED[@]}; i++)); do
+  [ "${got[i]:-}" = ok ] || fail "umount ${MOUNTED[i]}: ${got[i]:-no answer}"
 done
-MOUNTS=()
 check "no errors logged by the daemon" test "$(stat_value errors)" = 0
 check "erofs_rs logged nothing while mounting and reading" test -z "$(kmsg_since corpus | grep erofs_rs | head -n 3)"
 finish

@@ -32,7 +32,6 @@ try() {
   local out
   mkdir -p "$4"
   if out=$(timeout 120 mount -t "$1" -o "$3" none "$4" 2>&1); then
-    MOUNTS+=("$4")
     echo "$2: ok"
   else
     # "mount(2) system call failed: File exists." -> "File exists"

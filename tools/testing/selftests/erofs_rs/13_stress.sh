@@ -58,7 +58,6 @@ check "the daemon is still running" alive "$DAEMON_PID"
 for m in a b c f x; do
   check "umount $m after the stress" umount_fs "$W/$m"
 done
-MOUNTS=()
 
 # Unload and reload the module, using it in between.
 for round in 1 2 3; do
@@ -67,7 +66,6 @@ for round in 1 2 3; do
   if mount_fs erofs_rs fsid=metaB,domain_id=d,device=blobB "$W/b"; then
     check "round $round: a file reads as in the source" cmp -s "$W/b/data/big.bin" "$W/tree/data/big.bin"
     check "round $round: umount" umount_fs "$W/b"
-    MOUNTS=()
   else
     fail "round $round: mount after reload failed"
   fi

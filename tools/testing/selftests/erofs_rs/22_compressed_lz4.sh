@@ -134,7 +134,7 @@ walk_all() {  # walk_all FSTYPE TAG
   for i in "${!layouts[@]}"; do
     name=${layouts[i]}
     if [ "${got[i]:-}" = ok ]; then
-      MOUNTS+=("$W/$tag-$name"); mounted+=("$W/$tag-$name")
+      mounted+=("$W/$tag-$name")
       args+=("$W/$tag-$name" "$W/$tag-$name.manifest")
     else
       fail "$name: $fstype mount failed: ${got[i]:-no answer}"

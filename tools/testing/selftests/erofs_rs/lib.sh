@@ -33,7 +33,6 @@ KSFT_PASS=0
 KSFT_FAIL=1
 KSFT_SKIP=4
 W=
-MOUNTS=()
 DAEMON_PID=
 FAILED=0
 
@@ -188,11 +187,10 @@ stat_value() {
   return 0
 }
 
-# mount_fs TYPE OPTIONS DIR: mount with a time limit; records DIR in MOUNTS.
+# mount_fs TYPE OPTIONS DIR: mount with a time limit (cleanup unmounts whatever is left).
 mount_fs() {
   mkdir -p "$3"
-  timeout 120 mount -t "$1" -o "$2" none "$3" || return 1
-  MOUNTS+=("$3")
+  timeout 120 mount -t "$1" -o "$2" none "$3"
 }
 
 umount_fs() { timeout 120 umount "$1"; }
