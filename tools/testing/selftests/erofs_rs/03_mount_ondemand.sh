@@ -12,6 +12,9 @@ load_module
 load_reference
 make_tree "$W/tree"
 build_image "$W/tree" "$W/blobs"
+# The plain slice, on the usual ext4 (journal, directory blocks), as most hosts have it
+# (lib.sh, CACHE_MKFS_OPTS).
+CACHE_MKFS_OPTS=
 setup_cache
 start_daemon "$W/blobs"
 
