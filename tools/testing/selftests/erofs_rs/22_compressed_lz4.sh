@@ -36,7 +36,36 @@ mkimage() {  # mkimage NAME MKFS_ARGS... (tree last)
   local name=$1; shift
   mkfs.erofs "$@" >"$LOGS/mkfs-$name.log" 2>&1 || { tr -cd '[:print:]\n' < "$LOGS/mkfs-$name.log" | tail -n 5; die "mkfs.erofs $name failed"; }
 }
-# build_all DIR: the trees under DIR, the images in $B, DIR/zsplit.extents.
+# corrupt DIR NAME HOW [BASE]: a corrupted copy of image BASE (default zgood) as blob NAME, its
+# victim's extents from DIR; says what it changed.
+corrupt() {
+  local d=$1 name=$2 how=$3 base=${4:-zgood}
+  cp "$B/$base" "$B/$name" || die "cannot copy $base" >&2
+  case $how in
+  zindex) echo "$name: $($PY "$SELFTEST_DIR/erofs_poke.py" "$B/$name" zindex victim)" ;;
+  pcluster)
+    # the first pcluster of victim, all 0xff: no valid LZ4 block, DEFLATE stream (block type
+    # 3), Zstandard frame (magic) or MicroLZMA stream that ends exactly with the pcluster and
+    # the file's bytes. dump.erofs 1.5 cannot map DEFLATE or Zstandard files:
+    # their extents are those of the LZ4 image they were made from (build_all saved them).
+    local ext=$d/$base.victim.extents
+    [ -f "$ext" ] || ext=
+    echo "$name: $($PY -c '
+import re, subprocess, sys
+img, ext = sys.argv[1], sys.argv[2]
+if ext:
+    out = open(ext).read()
+else:
+    out = subprocess.run(["dump.erofs", "--path=/victim", "-e", img], capture_output=True, text=True).stdout
+p, plen = next((int(m.group(1)), int(m.group(2))) for m in (re.match(r"\s*0:.*:\s*(\d+)\.\.\s*\d+\s*\|\s*(\d+)", l) for l in out.splitlines()) if m)
+with open(img, "r+b") as f:
+    f.seek(p)
+    f.write(b"\xff" * plen)
+print("victim: pcluster at %d (+%d) -> 0xff" % (p, plen))' "$B/$name" "$ext")" ;;
+  esac
+}
+# build_all DIR: the trees under DIR, the images in $B (the corrupted copies too),
+# DIR/zsplit.extents, DIR/corrupt.log.
 build_all() {
   local t="$1/tree"
   $PY "$SELFTEST_DIR/treegen.py" corpus "$t" || die "cannot create the corpus tree"
@@ -73,6 +102,12 @@ build_all() {
   $PY "$SELFTEST_DIR/ztranscode.py" "$B/z_lzma" "$1/ltree" lzma >> "$1/transcode.log" 2>&1 \
     || die "ztranscode.py z_lzma failed: $(tail -n 3 "$1/transcode.log")"
   dump.erofs --path=/text -e "$B/zsplit" > "$1/zsplit.extents" || die "dump.erofs failed"
+  # the corrupted copies (case 4), and what each changed (DIR/corrupt.log, printed by the test)
+  { corrupt "$1" zbad_index zindex
+    corrupt "$1" zbad_pcluster pcluster
+    corrupt "$1" zbad_deflate pcluster zgood_deflate
+    corrupt "$1" zbad_zstd pcluster zgood_zstd
+    corrupt "$1" zbad_lzma pcluster z_lzma; } > "$1/corrupt.log"
   log "images built"
 }
 
@@ -333,38 +368,8 @@ for fstype in erofs_rs erofs; do
   check "zfrag: umount $fstype" umount_fs "$W/frag"
 done
 
-# --- corrupted compressed files
-corrupt() {  # corrupt NAME HOW [BASE]: a corrupted copy of BASE (default zgood) as blob NAME
-  local name=$1 how=$2 base=${3:-zgood}
-  cp "$B/$base" "$B/$name"
-  case $how in
-  zindex) log "$name: $($PY "$SELFTEST_DIR/erofs_poke.py" "$B/$name" zindex victim)" ;;
-  pcluster)
-    # the first pcluster of victim, all 0xff: no valid LZ4 block, DEFLATE stream (block type
-    # 3), Zstandard frame (magic) or MicroLZMA stream that ends exactly with the pcluster and
-    # the file's bytes. dump.erofs 1.5 cannot map DEFLATE or Zstandard files:
-    # their extents are those of the LZ4 image they were made from (build_all saved them).
-    local ext=$F/$base.victim.extents
-    [ -f "$ext" ] || ext=
-    log "$name: $($PY -c '
-import re, subprocess, sys
-img, ext = sys.argv[1], sys.argv[2]
-if ext:
-    out = open(ext).read()
-else:
-    out = subprocess.run(["dump.erofs", "--path=/victim", "-e", img], capture_output=True, text=True).stdout
-p, plen = next((int(m.group(1)), int(m.group(2))) for m in (re.match(r"\s*0:.*:\s*(\d+)\.\.\s*\d+\s*\|\s*(\d+)", l) for l in out.splitlines()) if m)
-with open(img, "r+b") as f:
-    f.seek(p)
-    f.write(b"\xff" * plen)
-print("victim: pcluster at %d (+%d) -> 0xff" % (p, plen))' "$B/$name" "$ext")" ;;
-  esac
-}
-corrupt zbad_index zindex
-corrupt zbad_pcluster pcluster
-corrupt zbad_deflate pcluster zgood_deflate
-corrupt zbad_zstd pcluster zgood_zstd
-corrupt zbad_lzma pcluster z_lzma
+# --- corrupted compressed files (the copies were made with the other images: build_all)
+while IFS= read -r line; do log "$line"; done < "$F/corrupt.log"
 for name in zbad_index zbad_pcluster zbad_deflate zbad_zstd zbad_lzma; do
   kmsg "case $name"
   mount_fs erofs_rs "fsid=$name" "$W/bad" || { fail "$name: mount failed"; continue; }
