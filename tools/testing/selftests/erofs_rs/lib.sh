@@ -101,8 +101,8 @@ load_reference() {
 # VM, 2026-12-03). cachefiles, the daemon and the module see the same thing: O_DIRECT writes go
 # to extents as before (a cache file's 4 KiB blocks never fit inline), SEEK_DATA/SEEK_HOLE and
 # the user xattrs work alike. A test that wants the usual ext4 (journal, directory blocks) sets
-# CACHE_MKFS_OPTS= before setup_cache (03 and 20 do: the plain slice, and the lock chains
-# through jbd2).
+# CACHE_MKFS_OPTS= before setup_cache (03, 13 and 20 do: the plain slice, and the lock chains
+# through jbd2 under stress and in the lock-order test).
 CACHE_MKFS_OPTS=${CACHE_MKFS_OPTS--O inline_data,^has_journal}
 setup_cache() {
   : > "$W/cache.img"  # (mke2fs grows it to the size given, and says so if it had to create it)
