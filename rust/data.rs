@@ -30,8 +30,12 @@ fn meta_read(folio: &mut LockedFolio) -> Result {
     // for the inode's life (see `BlobCache`).
     let cookie = unsafe { (*(*mapping).host).i_private.cast::<Cookie>().as_ref() }.ok_or(EIO)?;
     let pos = folio.pos();
+    // SAFETY: the blob inode belongs to an erofs_rs super block (`BlobCache::new`) whose
+    // `s_fs_info` is NULL while `fill_super` reads the on-disk super block, then a live `SbInfo`
+    // until `kill_sb` has dropped the blob caches (and with them this page cache).
+    let grain = unsafe { SbInfo::try_from_sb((*(*mapping).host).i_sb) }.map_or(0, SbInfo::fetch_bytes);
     // SAFETY: the whole folio is ours to fill: it is locked.
-    unsafe { cookie.read_into_mapping(pos, mapping, pos, folio.size(), 0)? };
+    unsafe { cookie.read_into_mapping(pos, mapping, pos, folio.size(), grain)? };
     folio.set_uptodate();
     Ok(())
 }

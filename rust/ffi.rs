@@ -27,6 +27,8 @@ pub(crate) type TermFn = unsafe extern "C" fn(*mut c_void, isize, bool);
 
 /// `NETFS_READ_FROM_CACHE` of `enum netfs_io_source` (a one-byte enum).
 pub(crate) const NETFS_READ_FROM_CACHE: u8 = 3;
+/// `NETFS_INVALID_READ` of `enum netfs_io_source`: the daemon failed the READ request.
+pub(crate) const NETFS_INVALID_READ: u8 = 4;
 
 /// Opaque `struct fscache_volume`.
 #[repr(C)]
@@ -62,6 +64,7 @@ extern "C" {
         cres: *mut CacheResources,
         pos: i64,
         len: *mut usize,
+        ask: bool,
     ) -> u8;
     pub(crate) fn erofs_rs_cache_read(
         cres: *mut CacheResources,

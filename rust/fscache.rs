@@ -83,28 +83,33 @@ impl Cookie {
         NonNull::new(c).map(Self).ok_or(EINVAL)
     }
 
-    /// The length to pass `prepare_ondemand_read` at blob offset `pos` when `want` bytes are to
-    /// be read: `want`, widened to `ask` (`fetch_kb=`) but not past the end of the blob as the
-    /// daemon declared it in its copen reply (never widened when that size is unknown).
+    /// The blob range to ask the daemon for when a read of `want` bytes at blob offset `pos`
+    /// misses the cache, with fetch granule `grain` bytes (`fetch_kb=`; 0: `[pos, pos + want)`
+    /// only, as in-tree erofs asks): `[pos, pos + want)` widened to whole `grain`-aligned
+    /// blocks of the blob, but not past the end of the blob as the daemon declared it in its
+    /// copen reply (never past `pos + want` when that size is unknown). Always
+    /// `start <= pos` and `end >= pos + want` (saturating).
     ///
-    /// cachefiles only fetches when `pos` itself is not cached, and then the whole asked range
-    /// (or up to the first cached byte): so a widened ask costs nothing on a cache hit, and on
-    /// a miss makes one larger READ in place of several small ones as the reader goes on.
-    fn ask_len(&self, pos: i64, want: usize, ask: u64) -> usize {
-        if u64::try_from(want).map_or(true, |w| w >= ask) {
-            return want;
+    /// cachefiles asks the daemon only for what is not cached (an asked range stops at the
+    /// first cached byte), so on a cold read the blob is fetched in aligned blocks, each once,
+    /// in one READ each, whatever order the files are read in; and a cached range costs
+    /// nothing more than before (see [`Cookie::issue_reads`]).
+    fn fetch_range(&self, pos: u64, want: u64, grain: u64) -> (u64, u64) {
+        let end = pos.saturating_add(want);
+        if grain == 0 {
+            return (pos, end);
         }
+        let start = pos - pos % grain;
         // SAFETY: the cookie is acquired (type invariant); the shim only reads a field.
         let size = unsafe { ffi::erofs_rs_cookie_object_size(self.0.as_ptr()) };
-        match size.checked_sub(pos).and_then(|room| u64::try_from(room).ok()) {
-            Some(room) => usize::try_from(ask.min(room)).map_or(want, |n| n.max(want)),
-            None => want,
-        }
+        let size = u64::try_from(size).unwrap_or(0);
+        let wide = end.div_ceil(grain).checked_mul(grain).unwrap_or(end);
+        (start, wide.min(size).max(end))
     }
 
     /// Reads `len` bytes at blob offset `pos` into the page cache of `mapping`, at file offset
-    /// `start`, and waits for the read to finish. On a cache miss at least `ask` bytes are asked
-    /// of the daemon (see [`Cookie::ask_len`]).
+    /// `start`, and waits for the read to finish. On a cache miss the daemon is asked for the
+    /// `grain`-aligned blocks around the range (see [`Cookie::fetch_range`]).
     ///
     /// # Safety
     ///
@@ -116,7 +121,7 @@ impl Cookie {
         mapping: *mut bindings::address_space,
         start: u64,
         len: usize,
-        ask: u64,
+        grain: u64,
     ) -> Result {
         let start = i64::try_from(start).map_err(|_| EIO)?;
         let iter = Opaque::<bindings::iov_iter>::uninit();
@@ -125,7 +130,7 @@ impl Cookie {
         unsafe { ffi::erofs_rs_iter_mapping(iter.get(), mapping, start, len) };
         // SAFETY: `iter` is initialised and describes folios the caller keeps locked until we
         // return (this function's contract).
-        unsafe { self.read_iter(pos, &iter, ask) }
+        unsafe { self.read_iter(pos, &iter, grain) }
     }
 
     /// Reads `buf.len()` bytes at blob offset `pos` into `buf` and waits for the read to finish.
@@ -134,7 +139,7 @@ impl Cookie {
     /// a capacity): the cache reads with direct I/O, which refuses (`EIO`) memory not aligned
     /// to the cache device's blocks. A read that finds part of the range cached and part not
     /// is done piece by piece (see [`Cookie::read_iter`]).
-    pub(crate) fn read_into_buf(&self, pos: u64, buf: &mut [u8], ask: u64) -> Result {
+    pub(crate) fn read_into_buf(&self, pos: u64, buf: &mut [u8], grain: u64) -> Result {
         if buf.is_empty() {
             return Ok(());
         }
@@ -160,7 +165,7 @@ impl Cookie {
         // SAFETY: `iter` is initialised over `bvecs`, which describe `buf`; both outlive the
         // call, which waits for every read, and `buf` is borrowed mutably, so nothing else
         // touches it meanwhile.
-        let r = unsafe { self.read_iter(pos, &iter, ask) };
+        let r = unsafe { self.read_iter(pos, &iter, grain) };
         // SAFETY: `buf` is valid for its length; no read into it is in flight any more.
         unsafe { ffi::erofs_rs_kbuf_read_done(buf.as_mut_ptr().cast(), buf.len()) };
         r
@@ -168,7 +173,8 @@ impl Cookie {
 
     /// Issues `fscache_read()` calls on `cres` for the blob from `pos` until `iter` is consumed:
     /// each step first calls `prepare_ondemand_read` (on a hole cachefiles asks the daemon for
-    /// at least `ask` bytes, see [`Cookie::ask_len`], and waits; it may shorten the step at a
+    /// the `grain`-aligned blocks around the rest of the range, see [`Cookie::fetch_range`], and
+    /// waits; with `grain` 0 it probes and asks in one call; it may shorten the step at a
     /// cached/uncached boundary), then reads the step. Each read takes one count of `pending`
     /// before it is issued; its `end_io(priv_, ...)`, which cachefiles calls exactly once per
     /// call (also when it fails before submitting), drops it. Stops at the first failure and
@@ -185,7 +191,7 @@ impl Cookie {
         cres: *mut ffi::CacheResources,
         mut pos: i64,
         iter: *mut bindings::iov_iter,
-        ask: u64,
+        grain: u64,
         pending: &AtomicUsize,
         end_io: ffi::TermFn,
         priv_: *mut c_void,
@@ -196,10 +202,32 @@ impl Cookie {
             if orig == 0 {
                 return Ok(());
             }
-            let mut n = self.ask_len(pos, orig, ask);
-            // SAFETY: `cres` holds a begun operation. On a hole this sleeps (killably) until the
-            // daemon has answered.
-            let source = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, pos, &mut n) };
+            let mut n = orig;
+            // SAFETY: `cres` holds a begun operation. Asking (no granule), a hole sleeps
+            // (killably) until the daemon has answered; otherwise it is only reported.
+            let mut source = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, pos, &mut n, grain == 0) };
+            if source != ffi::NETFS_READ_FROM_CACHE && grain != 0 {
+                // A miss: fetch the granule-aligned blocks around the range. From their start
+                // first, if that is before `pos` (cachefiles asks only from the offset it is
+                // given); then from `pos`, which is normally cached by then (no READ), else
+                // asked for up to the blocks' end.
+                let p = u64::try_from(pos).map_err(|_| EIO)?;
+                let want = u64::try_from(orig).map_err(|_| EIO)?;
+                let (start, end) = self.fetch_range(p, want, grain);
+                if start < p {
+                    let mut len = usize::try_from(end - start).map_err(|_| EIO)?;
+                    let at = i64::try_from(start).map_err(|_| EIO)?;
+                    // SAFETY: as above; this one asks the daemon on a hole.
+                    let s = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, at, &mut len, true) };
+                    if s == ffi::NETFS_INVALID_READ {
+                        crate::erofs_err!("blob fetch at {} (+{}) for a read at {} failed", start, end - start, pos);
+                        return Err(EIO);
+                    }
+                }
+                n = usize::try_from(end - p).map_err(|_| EIO)?;
+                // SAFETY: as above; this one asks the daemon on a hole.
+                source = unsafe { ffi::erofs_rs_prepare_ondemand_read(cres, pos, &mut n, true) };
+            }
             if source != ffi::NETFS_READ_FROM_CACHE || n == 0 {
                 crate::erofs_err!("blob read at {} failed: cache source {}", pos, source);
                 return Err(EIO);
@@ -241,7 +269,7 @@ impl Cookie {
     ///
     /// `iter` is initialised and describes memory nobody else reads, writes or frees until
     /// this function returns.
-    unsafe fn read_iter(&self, pos: u64, iter: &Opaque<bindings::iov_iter>, ask: u64) -> Result {
+    unsafe fn read_iter(&self, pos: u64, iter: &Opaque<bindings::iov_iter>, grain: u64) -> Result {
         let pos = i64::try_from(pos).map_err(|_| EIO)?;
         let op = core::pin::pin!(ReadOp::new());
         op.as_ref().init();
@@ -265,7 +293,7 @@ impl Cookie {
         // (caller's guarantee) and `op` outlives every read because `op.finish()` below waits
         // for every `end_io` call.
         let result = unsafe {
-            self.issue_reads(&mut cres, pos, iter.get(), ask, &op.pending, ReadOp::end_io, op_ptr)
+            self.issue_reads(&mut cres, pos, iter.get(), grain, &op.pending, ReadOp::end_io, op_ptr)
         };
         let io_result = op.finish();
         // SAFETY: no read on `cres` is in flight any more (`finish` waited for all of them).
@@ -357,7 +385,8 @@ impl Cookie {
     /// On a cache miss this still waits for the daemon to fetch the range (inside
     /// `prepare_ondemand_read`); only the reads from the cache file complete later. A range that
     /// is part cached and part not is read in pieces, as [`Cookie::read_iter`] does. On a
-    /// cache miss at least `ask` bytes are asked of the daemon ([`Cookie::ask_len`]). When
+    /// cache miss the daemon is asked for the `grain`-aligned blocks around the range
+    /// ([`Cookie::fetch_range`]). When
     /// every read has ended, `on_done.done(on_done.ctx, result)` is called exactly once,
     /// possibly before this returns, possibly in interrupt context.
     ///
@@ -371,7 +400,7 @@ impl Cookie {
         mapping: *mut bindings::address_space,
         start: u64,
         len: usize,
-        ask: u64,
+        grain: u64,
         on_done: OnDone,
     ) {
         let OnDone { done, ctx } = on_done;
@@ -420,7 +449,7 @@ impl Cookie {
         // SAFETY: the operation is begun; `iter` describes locked folios reserved for these reads
         // until `on_done` (caller's guarantee), which comes after every `end_io`; each read's
         // count keeps `a` alive until its `end_io`.
-        let r = unsafe { self.issue_reads(cres, pos, iter, ask, &(*a).pending, AsyncRead::end_io, a.cast()) };
+        let r = unsafe { self.issue_reads(cres, pos, iter, grain, &(*a).pending, AsyncRead::end_io, a.cast()) };
         if let Err(e) = r {
             // SAFETY: `a` lives (submitter's count).
             let error = unsafe { &(*a).error };

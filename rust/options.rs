@@ -15,6 +15,9 @@ pub(crate) const MAX_VALUE_LEN: usize = 255;
 pub(crate) const MAX_DEVICES: usize = 256;
 /// Largest `fetch_kb=` accepted: 16 MiB per on-demand request.
 pub(crate) const MAX_FETCH_KB: u32 = 16384;
+/// `fetch_kb=` when not given: 1 MiB blocks (the chunk size of nydus-style and most chunked
+/// images, and the default window of daemons that widen requests).
+pub(crate) const DEFAULT_FETCH_KB: u32 = 1024;
 
 /// A NUL-terminated copy of an option value (no interior NUL, 1..=MAX_VALUE_LEN bytes).
 pub(crate) struct Value(KVec<u8>);
@@ -83,11 +86,12 @@ pub(crate) struct Flags {
     /// `dax` or `dax=always`: C turns it off with a log line when there is no DAX device, which
     /// is always the case with `fsid=`; so does erofs_rs.
     pub(crate) dax_always: bool,
-    /// `fetch_kb=<n>` (erofs_rs only; default 0): when a file read misses the cache, ask the
-    /// daemon for at least `n` KiB of the blob from the missing offset (up to the blob's end)
-    /// rather than only the bytes read: fewer, larger on-demand requests on cold reads, as a
-    /// daemon's own window widening does, but for any daemon. 0 asks for what is read, as
-    /// in-tree erofs does.
+    /// `fetch_kb=<n>` (erofs_rs only; default [`DEFAULT_FETCH_KB`], a multiple of 4, at most
+    /// [`MAX_FETCH_KB`]): the fetch granule. When a read misses the cache, the daemon is asked
+    /// for the `n`-KiB-aligned blocks of the blob around the missing range (up to the blob's
+    /// end, and only what is not cached yet), rather than only the bytes read: fewer, larger
+    /// on-demand requests on cold reads, each block fetched once whatever the order of the
+    /// reads. 0 asks for what is read, as in-tree erofs does.
     pub(crate) fetch_kb: u32,
 }
 
@@ -99,7 +103,7 @@ impl Default for Flags {
             cache_strategy: CacheStrategy::ReadAround,
             dax_never: false,
             dax_always: false,
-            fetch_kb: 0,
+            fetch_kb: DEFAULT_FETCH_KB,
         }
     }
 }
@@ -206,7 +210,7 @@ pub(crate) fn parse(data: &[u8]) -> core::result::Result<Parsed, (OptError, &[u8
     Ok(Parsed { fsid, domain_id, devices, flags })
 }
 
-/// A `fetch_kb=` value: decimal digits, at most [`MAX_FETCH_KB`].
+/// A `fetch_kb=` value: decimal digits, a multiple of 4 (whole pages), at most [`MAX_FETCH_KB`].
 fn parse_kb(v: &[u8]) -> Option<u32> {
     if v.is_empty() || v.len() > 8 {
         return None;
@@ -218,7 +222,7 @@ fn parse_kb(v: &[u8]) -> Option<u32> {
         }
         n = n.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
     }
-    (n <= MAX_FETCH_KB).then_some(n)
+    (n <= MAX_FETCH_KB && n % 4 == 0).then_some(n)
 }
 
 fn value_of<'a>(opt: &'a [u8], value: Option<&[u8]>) -> core::result::Result<Value, (OptError, &'a [u8])> {

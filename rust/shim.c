@@ -38,6 +38,7 @@ static_assert(offsetof(struct netfs_cache_resources, cache_priv2) == 16);
 static_assert(offsetof(struct netfs_cache_resources, debug_id) == 24);
 static_assert(offsetof(struct netfs_cache_resources, inval_counter) == 28);
 static_assert(sizeof(enum netfs_io_source) == 1);
+static_assert(NETFS_READ_FROM_CACHE == 3 && NETFS_INVALID_READ == 4);
 
 /* --- fscache volumes and cookies (fs/netfs/fscache_{volume,cookie}.c) */
 
@@ -78,11 +79,15 @@ int erofs_rs_begin_read(struct netfs_cache_resources *cres,
 	return fscache_begin_read_operation(cres, cookie);
 }
 
-/* Returns the enum netfs_io_source; on a hole cachefiles asks the daemon first. */
+/*
+ * Returns the enum netfs_io_source. With @ask, on a hole cachefiles first asks the daemon for
+ * [pos, pos + *len) (up to the next cached byte) and waits; without, a hole only returns
+ * NETFS_DOWNLOAD_FROM_SERVER (a probe: nothing is sent).
+ */
 u8 erofs_rs_prepare_ondemand_read(struct netfs_cache_resources *cres,
-				  loff_t pos, size_t *len)
+				  loff_t pos, size_t *len, bool ask)
 {
-	unsigned long flags = 1 << NETFS_SREQ_ONDEMAND;
+	unsigned long flags = ask ? 1 << NETFS_SREQ_ONDEMAND : 0;
 
 	if (!cres->ops || !cres->ops->prepare_ondemand_read)
 		return NETFS_INVALID_READ;

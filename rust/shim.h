@@ -32,7 +32,8 @@ void erofs_rs_domain_unlock(void);
 struct fscache_cookie *erofs_rs_acquire_cookie(struct fscache_volume *volume, const void *key, size_t key_len);
 void erofs_rs_relinquish_cookie(struct fscache_cookie *cookie);
 int erofs_rs_begin_read(struct netfs_cache_resources *cres, struct fscache_cookie *cookie);
-u8 erofs_rs_prepare_ondemand_read(struct netfs_cache_resources *cres, loff_t pos, size_t *len);
+u8 erofs_rs_prepare_ondemand_read(struct netfs_cache_resources *cres, loff_t pos, size_t *len,
+				   bool ask);
 int erofs_rs_cache_read(struct netfs_cache_resources *cres, loff_t pos, struct iov_iter *iter, netfs_io_terminated_t term_fn, void *priv);
 void erofs_rs_end_operation(struct netfs_cache_resources *cres);
 loff_t erofs_rs_cookie_object_size(const struct fscache_cookie *cookie);

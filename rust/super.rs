@@ -173,7 +173,18 @@ impl SbInfo {
         unsafe { &*(*sb).s_fs_info.cast::<SbInfo>() }
     }
 
-    /// `fetch_kb=` in bytes: the least a file read asks of the daemon on a cache miss.
+    /// The `SbInfo` of `sb`, or `None` before `fill_super` has set it up.
+    ///
+    /// # Safety
+    ///
+    /// `sb` is an erofs_rs super block that `kill_sb` has not yet freed the `SbInfo` of.
+    pub(crate) unsafe fn try_from_sb<'a>(sb: *mut bindings::super_block) -> Option<&'a SbInfo> {
+        // SAFETY: `s_fs_info` is NULL or a live `SbInfo` (caller's guarantee).
+        unsafe { (*sb).s_fs_info.cast::<SbInfo>().as_ref() }
+    }
+
+    /// `fetch_kb=` in bytes: the fetch granule, the aligned blocks of a blob a read that misses
+    /// the cache asks the daemon for (0: only the bytes read).
     pub(crate) fn fetch_bytes(&self) -> u64 {
         u64::from(self.flags.get().fetch_kb) * 1024
     }
@@ -613,7 +624,7 @@ unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut binding
     if flags.dax_never {
         put(b",dax=never\0");
     }
-    if flags.fetch_kb != 0 {
+    if flags.fetch_kb != options::DEFAULT_FETCH_KB {
         if let Ok(s) = kernel::str::CString::try_from_fmt(kernel::fmt!(",fetch_kb={}", flags.fetch_kb)) {
             put(s.as_bytes_with_nul());
         }

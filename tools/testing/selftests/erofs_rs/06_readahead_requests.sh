@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Readahead merges contiguous folios into one fscache read per extent, so a cold sequential read
-# needs few on-demand requests: with a daemon that fills exactly what is asked (--window 0),
-# erofs_rs must need no more READ requests than in-tree erofs for the same file, and far fewer
-# than one per page. The data read must be identical.
-# Then erofs_rs's own fetch_kb= option: with fetch_kb=2048 each miss asks the daemon for 2 MiB of
-# the blob (up to its end), so the same cold read takes at most 4 READ requests, fetches the blob
-# exactly once, and reads the same data; the option shows in /proc/mounts, remount changes it,
-# and bad values are refused.
+# needs few on-demand requests: with a daemon that fills exactly what is asked (--window 0) and
+# erofs_rs mounted with fetch_kb=0 (ask only for what is read, as in-tree erofs does), erofs_rs
+# must need no more READ requests than in-tree erofs for the same file, and far fewer than one
+# per page. The data read must be identical.
+# Then erofs_rs's fetch granule (fetch_kb=, default 1024): each miss asks the daemon for the
+# aligned 1 MiB blocks of the blob around it, so the same cold read takes one READ per MiB of the
+# blob (7 for 6 MiB + 5 bytes), fetches nothing twice, and reads the same data; with
+# fetch_kb=2048, at most 4. The option shows in /proc/mounts when not the default, remount
+# changes it, and bad values (not a multiple of 4, over 16384) are refused.
 . "$(dirname "$0")/lib.sh"
 setup_work
 load_module
@@ -34,31 +36,42 @@ cold_read() {
   umount_fs "$W/m_$2"
   COLD=$((after - before))
 }
-cold_read erofs_rs rs; rs=$COLD
+cold_read erofs_rs rs ,fetch_kb=0; rs=$COLD
 cold_read erofs ref; ref=$COLD
 pages=$(( (6 * 1048576 + 5 + 4095) / 4096 ))
-log "cold read of 6 MiB: erofs_rs $rs READ requests, in-tree erofs $ref, pages $pages"
+log "cold read of 6 MiB: erofs_rs (fetch_kb=0) $rs READ requests, in-tree erofs $ref, pages $pages"
 check "same data through both" cmp -s "$W/sum_rs" "$W/sum_ref"
 check "same data as the source" test "$(cat "$W/sum_rs")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
-check "erofs_rs needs no more requests than in-tree erofs ($rs <= $ref)" test "$rs" -le "$ref"
+check "fetch_kb=0: erofs_rs needs no more requests than in-tree erofs ($rs <= $ref)" test "$rs" -le "$ref"
 check "requests are merged: fewer than a quarter of the pages ($rs < $((pages / 4)))" test "$rs" -lt $((pages / 4))
 
 blob=$(stat -c %s "$W/blobs/blob1")
+mib=$(( (blob + 1048575) / 1048576 ))
+cold_read erofs_rs def; def=$COLD
+log "cold read with the default fetch granule: $def READ requests, $FETCHED bytes fetched (blob: $blob bytes, $mib MiB blocks); options $OPTS"
+check "default granule: same data as the source" test "$(cat "$W/sum_def")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
+check "default granule: at most one READ per MiB of the blob ($def <= $mib)" test "$def" -le "$mib" -a "$def" -ge 1
+check "default granule: fewer requests than in-tree erofs ($def < $ref)" test "$def" -lt "$ref"
+check "default granule: nothing fetched twice or past the blob's end ($FETCHED <= $blob)" test "$FETCHED" -le "$blob"
+check "the default fetch_kb is not shown in /proc/mounts" bash -c "! grep -q fetch_kb <<<'$OPTS'"
 cold_read erofs_rs fk ,fetch_kb=2048; fk=$COLD
 log "cold read with fetch_kb=2048: $fk READ requests, $FETCHED bytes fetched (blob: $blob bytes); options $OPTS"
 check "fetch_kb=2048: same data as the source" test "$(cat "$W/sum_fk")" = "$(sha256sum "$W/tree/big" | cut -d' ' -f1)"
 check "fetch_kb=2048: at most 4 READ requests for 6 MiB ($fk)" test "$fk" -le 4 -a "$fk" -ge 1
-check "fetch_kb=2048: fewer requests than without ($fk < $rs)" test "$fk" -lt "$rs"
+check "fetch_kb=2048: fewer requests than the default ($fk < $def)" test "$fk" -lt "$def"
 check "fetch_kb=2048: nothing fetched twice or past the blob's end ($FETCHED <= $blob)" test "$FETCHED" -le "$blob"
 check "fetch_kb=2048 shows in /proc/mounts" grep -q ',fetch_kb=2048\(,\|$\)' <<<"$OPTS"
 mount_fs erofs_rs "fsid=meta,device=blob1,fetch_kb=64" "$W/m_opt" || fail "mount with fetch_kb=64 failed"
 mount -o remount,fetch_kb=512 "$W/m_opt" 2>"$W/remount.err" || fail "remount,fetch_kb=512: $(cat "$W/remount.err")"
 check "remount sets fetch_kb=512" grep -q "^none $W/m_opt erofs_rs .*,fetch_kb=512" /proc/mounts
 mount -o remount,fetch_kb=0 "$W/m_opt" 2>"$W/remount.err" || fail "remount,fetch_kb=0: $(cat "$W/remount.err")"
-check "fetch_kb=0 is the default and not shown" bash -c "! grep -q '^none $W/m_opt .*fetch_kb' /proc/mounts"
+check "remount sets fetch_kb=0, shown" grep -q "^none $W/m_opt erofs_rs .*,fetch_kb=0\(,\| \)" /proc/mounts
+# (mount(8) passes the options /proc/mounts shows again on remount: the default is set by name)
+mount -o remount,fetch_kb=1024 "$W/m_opt" 2>"$W/remount.err" || fail "remount,fetch_kb=1024: $(cat "$W/remount.err")"
+check "remount sets the default, 1024, not shown" bash -c "! grep -q '^none $W/m_opt .*fetch_kb' /proc/mounts"
 umount_fs "$W/m_opt" || fail "umount"
 bad=()
-for v in fetch_kb fetch_kb= fetch_kb=x fetch_kb=-1 fetch_kb=16385 fetch_kb=99999999999; do
+for v in fetch_kb fetch_kb= fetch_kb=x fetch_kb=-1 fetch_kb=6 fetch_kb=1025 fetch_kb=16388 fetch_kb=99999999999; do
   bad+=("erofs_rs|fsid=meta,device=blob1,$v|$W/m_bad")
 done
 mkdir -p "$W/m_bad"
