@@ -15,7 +15,7 @@ use crate::ffi;
 use kernel::ffi::c_void;
 use core::pin::Pin;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::{eopnotsupp};
 use kernel::bindings;
 use kernel::alloc::{flags::GFP_KERNEL, KBox, KVec};
@@ -61,10 +61,23 @@ impl Drop for Volume {
 ///
 /// # Invariants
 ///
-/// `self.0` was returned by `fscache_acquire_cookie()` and `fscache_use_cookie()` was called on it;
+/// `ptr` was returned by `fscache_acquire_cookie()` and `fscache_use_cookie()` was called on it;
 /// it is unused and relinquished only on drop. The volume it belongs to outlives it (owners drop
 /// cookies before their volume).
-pub(crate) struct Cookie(NonNull<ffi::FscacheCookie>);
+pub(crate) struct Cookie {
+    ptr: NonNull<ffi::FscacheCookie>,
+    /// Where the last fetch the granule asked for ended (blob offset): a miss in the block
+    /// that starts there continues a sequential stream through the blob.
+    fetch_next: AtomicU64,
+    /// Blocks the last fetch asked for (1 to [`MAX_FETCH_BLOCKS`]): doubled along a stream.
+    fetch_blocks: AtomicU32,
+}
+
+/// Most granule blocks one miss asks for (along a sequential stream; 8 MiB with the default
+/// 1 MiB granule), and never more than [`MAX_FETCH_BYTES`].
+const MAX_FETCH_BLOCKS: u32 = 8;
+/// Most bytes one miss asks for beyond what is read.
+const MAX_FETCH_BYTES: u64 = 16 << 20;
 
 // SAFETY: fscache cookies are reference-counted kernel objects usable from any thread.
 unsafe impl Send for Cookie {}
@@ -80,7 +93,8 @@ impl Cookie {
             ffi::erofs_rs_acquire_cookie(volume.0.as_ptr(), key.as_ptr().cast(), key.len())
         };
         // INVARIANT: a non-NULL return is an acquired cookie, and the shim used it.
-        NonNull::new(c).map(Self).ok_or(EINVAL)
+        let ptr = NonNull::new(c).ok_or(EINVAL)?;
+        Ok(Self { ptr, fetch_next: AtomicU64::new(u64::MAX), fetch_blocks: AtomicU32::new(1) })
     }
 
     /// The blob range to ask the daemon for when a read of `want` bytes at blob offset `pos`
@@ -90,21 +104,37 @@ impl Cookie {
     /// copen reply (never past `pos + want` when that size is unknown). Always
     /// `start <= pos` and `end >= pos + want` (saturating).
     ///
+    /// A miss in the block where the previous fetch of this blob ended continues a sequential
+    /// stream: it asks for twice as many blocks as that fetch (up to [`MAX_FETCH_BLOCKS`]),
+    /// as readahead ramps up its window; any other miss asks for one block. So a stream costs
+    /// few READs, and a random reader fetches one block per miss.
+    ///
     /// cachefiles asks the daemon only for what is not cached (an asked range stops at the
     /// first cached byte), so on a cold read the blob is fetched in aligned blocks, each once,
-    /// in one READ each, whatever order the files are read in; and a cached range costs
-    /// nothing more than before (see [`Cookie::issue_reads`]).
+    /// whatever order the files are read in; and a cached range costs nothing more than
+    /// before (see [`Cookie::issue_reads`]).
     fn fetch_range(&self, pos: u64, want: u64, grain: u64) -> (u64, u64) {
         let end = pos.saturating_add(want);
         if grain == 0 {
             return (pos, end);
         }
         let start = pos - pos % grain;
+        // Heuristic state, racy by design: concurrent readers of the blob only make a stream
+        // look random (one block) or an interleaved one look sequential (a larger fetch).
+        let blocks = if self.fetch_next.load(Ordering::Relaxed) == start {
+            self.fetch_blocks.load(Ordering::Relaxed).saturating_mul(2).clamp(1, MAX_FETCH_BLOCKS)
+        } else {
+            1
+        };
+        let span = u64::from(blocks).saturating_mul(grain).min(MAX_FETCH_BYTES.max(grain));
         // SAFETY: the cookie is acquired (type invariant); the shim only reads a field.
-        let size = unsafe { ffi::erofs_rs_cookie_object_size(self.0.as_ptr()) };
+        let size = unsafe { ffi::erofs_rs_cookie_object_size(self.ptr.as_ptr()) };
         let size = u64::try_from(size).unwrap_or(0);
-        let wide = end.div_ceil(grain).checked_mul(grain).unwrap_or(end);
-        (start, wide.min(size).max(end))
+        let wide = end.div_ceil(grain).checked_mul(grain).unwrap_or(end).max(start.saturating_add(span));
+        let wide_end = wide.min(size).max(end);
+        self.fetch_next.store(wide_end, Ordering::Relaxed);
+        self.fetch_blocks.store(blocks, Ordering::Relaxed);
+        (start, wide_end)
     }
 
     /// Reads `len` bytes at blob offset `pos` into the page cache of `mapping`, at file offset
@@ -282,7 +312,7 @@ impl Cookie {
             inval_counter: 0,
         };
         // SAFETY: `cres` is zeroed storage for a `netfs_cache_resources` and the cookie is in use.
-        let ret = unsafe { ffi::erofs_rs_begin_read(&mut cres, self.0.as_ptr()) };
+        let ret = unsafe { ffi::erofs_rs_begin_read(&mut cres, self.ptr.as_ptr()) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
         }
@@ -431,7 +461,7 @@ impl Cookie {
             }
         };
         // SAFETY: `cres` is zeroed storage for a `netfs_cache_resources` and the cookie is in use.
-        let ret = unsafe { ffi::erofs_rs_begin_read(&mut a.cres, self.0.as_ptr()) };
+        let ret = unsafe { ffi::erofs_rs_begin_read(&mut a.cres, self.ptr.as_ptr()) };
         if ret != 0 {
             drop(a);
             // SAFETY: as above.
@@ -463,7 +493,7 @@ impl Cookie {
 impl Drop for Cookie {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the cookie is acquired and used; undone once, here.
-        unsafe { ffi::erofs_rs_relinquish_cookie(self.0.as_ptr()) };
+        unsafe { ffi::erofs_rs_relinquish_cookie(self.ptr.as_ptr()) };
     }
 }
 
