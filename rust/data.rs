@@ -68,6 +68,9 @@ struct FolioRun {
     start: u64,
     len: u64,
     folios: KVec<LockedFolio>,
+    /// Offset in the run from which to zero once the window's reads have ended (the bytes
+    /// past EOF in the last folio, which a read of the file's last block also fills).
+    zero_after_io: Option<u64>,
 }
 
 impl FolioRun {
@@ -76,7 +79,7 @@ impl FolioRun {
         let mut folios = KVec::new();
         // On failure `first` is dropped, which unlocks it: the caller reports the error.
         folios.push(first, GFP_KERNEL)?;
-        Ok(Self { mapping, start, len, folios })
+        Ok(Self { mapping, start, len, folios, zero_after_io: None })
     }
 
     /// Appends the next folio of the file; false (and the folio unlocked) if it does not fit.
@@ -279,17 +282,23 @@ fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
         }
         off += n;
     }
-    // Bytes past EOF in the last folio read as zeros (mmap shows them).
+    // Bytes past EOF in the last folio read as zeros (mmap shows them). A read in flight may
+    // still be filling them (the file's last block, from the blob): then the window zeroes
+    // them once every read has ended.
     let end = raw.size.saturating_sub(run.start);
     if end < run.len {
-        run.zero(end, run.len - end)?;
+        if matches!(issue, Issue::Async(_)) {
+            run.zero_after_io = Some(end);
+        } else {
+            run.zero(end, run.len - end)?;
+        }
     }
     Ok(())
 }
 
 /// A readahead window whose reads are in flight (`struct erofs_fscache_rq`): its folios stay
-/// locked until the last read has ended, then, from that read's completion, they are marked
-/// up to date (if no read failed) and unlocked. So `readahead` returns once the cache I/O is
+/// locked until the last read has ended, then, from that read's completion, the bytes past EOF
+/// are zeroed and the folios marked up to date (if no read failed) and unlocked. So `readahead` returns once the cache I/O is
 /// issued, and the reader copies the window before this one while it runs, as with C's
 /// asynchronous readahead.
 ///
@@ -318,7 +327,14 @@ unsafe fn window_put(w: *mut Window) {
     // SAFETY: that was the last count: the window is ours alone and came from `KBox::into_raw`.
     let mut w = unsafe { KBox::from_raw(w) };
     if !w.failed.load(Ordering::Acquire) {
-        w.run.set_uptodate();
+        let run = &mut w.run;
+        let zeroed = match run.zero_after_io {
+            Some(from) => run.len.checked_sub(from).map_or(Err(EINVAL), |n| run.zero(from, n)),
+            None => Ok(()),
+        };
+        if zeroed.is_ok() {
+            run.set_uptodate();
+        }
     }
     // Unlocks every folio (marked up to date first if the window succeeded). Nothing of the
     // super block is touched after this: each read ended its cache operation before its
