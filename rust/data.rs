@@ -74,10 +74,11 @@ struct FolioRun {
 }
 
 impl FolioRun {
-    fn new(first: LockedFolio) -> Result<Self> {
+    /// A run of `first`, with room for `cap` folios (at least one) before it must grow.
+    fn new(first: LockedFolio, cap: usize) -> Result<Self> {
         let (mapping, start, len) = (first.mapping(), first.pos(), first.size() as u64);
-        let mut folios = KVec::new();
         // On failure `first` is dropped, which unlocks it: the caller reports the error.
+        let mut folios = KVec::with_capacity(cap.max(1), GFP_KERNEL)?;
         folios.push(first, GFP_KERNEL)?;
         Ok(Self { mapping, start, len, folios, zero_after_io: None })
     }
@@ -966,7 +967,7 @@ unsafe extern "C" fn data_read_folio(_file: *mut bindings::file, folio: *mut bin
     let Some(folio) = (unsafe { LockedFolio::from_raw(folio) }) else {
         return EINVAL.to_errno();
     };
-    let r = FolioRun::new(folio).and_then(|mut run| {
+    let r = FolioRun::new(folio, 1).and_then(|mut run| {
         read_run(&mut run, Issue::Wait)?;
         run.set_uptodate();
         Ok(())
@@ -1003,6 +1004,10 @@ fn reader_errno(e: kernel::error::Error) -> c_int {
 unsafe extern "C" fn data_readahead(rac: *mut bindings::readahead_control) {
     // SAFETY: the kernel's readahead request, before any of its folios is taken.
     unsafe { expand_compressed(rac) };
+    // Room for the window's folios if they are single pages (fewer when large): one
+    // allocation instead of a growing vector.
+    // SAFETY: `rac` is the readahead request.
+    let cap = (unsafe { ffi::erofs_rs_readahead_length(rac) } / bindings::PAGE_SIZE).clamp(1, 256);
     let mut run: Option<FolioRun> = None;
     loop {
         // SAFETY: `rac` is the readahead request; each folio comes locked, its reference
@@ -1011,7 +1016,7 @@ unsafe extern "C" fn data_readahead(rac: *mut bindings::readahead_control) {
         // SAFETY: a locked folio handed over by readahead.
         let Some(folio) = (unsafe { LockedFolio::from_raw(f) }) else { break };
         match run.as_mut() {
-            None => match FolioRun::new(folio) {
+            None => match FolioRun::new(folio, cap) {
                 Ok(r) => run = Some(r),
                 Err(_) => break,
             },
