@@ -299,9 +299,9 @@ fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
 
 /// A readahead window whose reads are in flight (`struct erofs_fscache_rq`): its folios stay
 /// locked until the last read has ended, then, from that read's completion, the bytes past EOF
-/// are zeroed and the folios marked up to date (if no read failed) and unlocked. So `readahead` returns once the cache I/O is
-/// issued, and the reader copies the window before this one while it runs, as with C's
-/// asynchronous readahead.
+/// are zeroed and the folios marked up to date (if no read failed) and unlocked. So
+/// `readahead` returns once the cache I/O is issued, and the reader copies the window before
+/// this one while it runs, as with C's asynchronous readahead.
 ///
 /// # Invariants
 ///
