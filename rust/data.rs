@@ -240,7 +240,7 @@ fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
             }
             let cookie = info.cookie(dev.device)?;
             let len = usize::try_from(n).map_err(|_| efscorrupted())?;
-            let ask = info.fetch_bytes();
+            let grain = info.fetch_bytes();
             if let Issue::Async(w) = issue {
                 // SAFETY: the submitter's count keeps the window alive; completions touch
                 // only its counters.
@@ -261,7 +261,7 @@ fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
                         run.mapping,
                         lpos,
                         len,
-                        ask,
+                        grain,
                         OnDone { done: window_read_done, ctx: w.cast_const().cast() },
                     )
                 };
@@ -270,7 +270,7 @@ fn read_run(run: &mut FolioRun, issue: Issue) -> Result {
             }
             // One fscache read for the whole extent piece: on a cache miss, one READ request.
             // SAFETY: `[lpos, lpos + n)` lies in folios of this run, which we hold locked.
-            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, len, ask) }.inspect_err(|e| {
+            unsafe { cookie.read_into_mapping(phys, run.mapping, lpos, len, grain) }.inspect_err(|e| {
                 erofs_err!(
                     "{}: nid {}: reading device {} at {} failed: {:?}",
                     BStr(info.opts.fsid.as_bytes()),

@@ -74,10 +74,8 @@ pub(crate) struct Cookie {
 }
 
 /// Most granule blocks one miss asks for (along a sequential stream; 8 MiB with the default
-/// 1 MiB granule), and never more than [`MAX_FETCH_BYTES`].
+/// 1 MiB granule), and never more bytes than the largest granule (`fetch_kb=16384`).
 const MAX_FETCH_BLOCKS: u32 = 8;
-/// Most bytes one miss asks for beyond what is read.
-const MAX_FETCH_BYTES: u64 = 16 << 20;
 
 // SAFETY: fscache cookies are reference-counted kernel objects usable from any thread.
 unsafe impl Send for Cookie {}
@@ -126,7 +124,9 @@ impl Cookie {
         } else {
             1
         };
-        let span = u64::from(blocks).saturating_mul(grain).min(MAX_FETCH_BYTES.max(grain));
+        let span = u64::from(blocks)
+            .saturating_mul(grain)
+            .min(u64::from(crate::options::MAX_FETCH_KB) * 1024);
         // SAFETY: the cookie is acquired (type invariant); the shim only reads a field.
         let size = unsafe { ffi::erofs_rs_cookie_object_size(self.ptr.as_ptr()) };
         let size = u64::try_from(size).unwrap_or(0);

@@ -101,32 +101,16 @@ cp "$W/blobs/blob1" "$W/blobs/blob1_tail"
 size=$(stat -c %s "$W/tree/big")
 $PY -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(int(sys.argv[2])); f.write(b"\xa5" * (4096 - int(sys.argv[2]) % 4096))' "$W/blobs/blob1_tail" "$size"
 ln -s meta "$W/blobs/meta_tail"
-cat > "$W/tail.py" <<'PY'
-import ctypes, mmap, os, sys
-# the bytes [size, end of its page) of a mapping of the file: how many, and their distinct values
-path = sys.argv[1]
-fd = os.open(path, os.O_RDONLY)
-size = os.fstat(fd).st_size
-length = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-addr = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-if addr in (None, ctypes.c_void_p(-1).value):
-    sys.exit("mmap failed: errno %d" % ctypes.get_errno())
-tail = ctypes.string_at(addr + size, length - size)
-print("tail %d bytes, values %s" % (len(tail), sorted(set(tail))))
-PY
 ln -s meta "$W/blobs/meta_tail_c"
 mount_fs erofs_rs "fsid=meta_tail,device=blob1_tail" "$W/m_tail" || die "mount (tail) failed"
-out=$($PY "$W/tail.py" "$W/m_tail/big" 2>&1)
+out=$($PY "$SELFTEST_DIR/fsops.py" eof-tail "$W/m_tail/big" 2>&1)
 log "erofs_rs, the last page past EOF through mmap: $out"
 check "the last page past EOF reads as zeros through mmap, whatever the blob holds there ($out)" \
   test "$out" = "tail $((4096 - size % 4096)) bytes, values [0]"
 check "the data before it is right" cmp -s "$W/m_tail/big" "$W/tree/big"
 umount_fs "$W/m_tail" || fail "umount (tail)"
 if mount_fs erofs "fsid=meta_tail_c,device=blob1_tail" "$W/m_tail_c"; then
-  log "in-tree erofs, the same page: $($PY "$W/tail.py" "$W/m_tail_c/big" 2>&1) (not checked: fscache-mode C leaves the blob's bytes there)"
+  log "in-tree erofs, the same page: $($PY "$SELFTEST_DIR/fsops.py" eof-tail "$W/m_tail_c/big" 2>&1) (not checked: fscache-mode C leaves the blob's bytes there)"
   umount_fs "$W/m_tail_c" || fail "umount (tail, in-tree erofs)"
 fi
 finish

@@ -27,6 +27,10 @@ usage: fsops.py residency FILE OFFSET...
     page ranges relative to OFFSET's page, or "none". What readahead brought in, so
     filesystems can be compared; the pages before OFFSET are left out (in-tree erofs also fills
     the uncached head of an extent that began before the window).
+usage: fsops.py eof-tail FILE
+    Prints how many bytes of FILE's last page lie past EOF and their distinct values, as seen
+    through a mapping of the file (mmap(2) of whole pages, then read past st_size):
+        tail N bytes, values [V, ...]
 usage: fsops.py residency-expanded IMAGE PATH < RESIDENCY
     RESIDENCY: residency's lines for in-tree erofs, each one range 0-K (the readahead window);
     IMAGE and PATH: the image and the file (relative to its root), whose extents dump.erofs -e
@@ -152,6 +156,23 @@ def residency(path, offsets):
         os.close(fd)
 
 
+def eof_tail(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        length = (size + PAGE - 1) // PAGE * PAGE
+        addr = libc.mmap(None, length, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap: " + os.strerror(ctypes.get_errno()))
+        try:
+            tail = ctypes.string_at(addr + size, length - size)
+        finally:
+            libc.munmap(addr, length)
+        print("tail %d bytes, values %s" % (len(tail), sorted(set(tail))))
+    finally:
+        os.close(fd)
+
+
 def residency_expanded(image, rel):
     # dump.erofs's extent list, parsed as ztranscode.py does (the last extent ends at EOF)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -181,6 +202,8 @@ def main():
         umounts(sys.argv[2:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "residency":
         residency(sys.argv[2], [int(x) for x in sys.argv[3:]])
+    elif len(sys.argv) == 3 and sys.argv[1] == "eof-tail":
+        eof_tail(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "residency-expanded":
         residency_expanded(sys.argv[2], sys.argv[3].lstrip("/"))
     else:
